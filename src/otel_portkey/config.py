@@ -1,0 +1,79 @@
+"""Settings for the bridge: one frozen object, read once from arguments and the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from .headers import TraceIdPolicy, gateway_prefix
+
+_log = logging.getLogger(__name__)
+
+HOSTED_GATEWAY_URL: Final = "https://api.portkey.ai"
+LOCAL_GATEWAY_URL: Final = "http://localhost:8787"
+# Environment variables that name a gateway: ours, then the ones Portkey's SDKs and recipes use.
+GATEWAY_URLS_ENV: Final = "OTEL_PORTKEY_GATEWAY_URLS"
+SDK_GATEWAY_ENVS: Final = ("PORTKEY_GATEWAY_URL", "PORTKEY_BASE_URL", "PORTKEY_PROXY")
+TRACE_ID_POLICY_ENV: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
+_POLICIES: Final = ("respect", "override")
+
+
+@dataclass(frozen=True)
+class PortkeySettings:
+    """What the bridge needs to know; build it with :meth:`from_env`."""
+
+    gateway_prefixes: tuple[str, ...] = field(
+        default=(gateway_prefix(HOSTED_GATEWAY_URL), gateway_prefix(LOCAL_GATEWAY_URL))
+    )
+    trace_id_policy: TraceIdPolicy = "respect"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        gateway_urls: list[str] | tuple[str, ...] | None = None,
+        trace_id_policy: str | None = None,
+    ) -> PortkeySettings:
+        """Read ``OTEL_PORTKEY_*`` (and the SDKs' gateway URL variables); arguments win.
+
+        Invalid values never raise: they fall back to the default with one warning.
+        """
+        env = os.environ if environ is None else environ
+        urls = [HOSTED_GATEWAY_URL, LOCAL_GATEWAY_URL]
+        urls += [env[name] for name in SDK_GATEWAY_ENVS if env.get(name)]
+        urls += env.get(GATEWAY_URLS_ENV, "").split(",")
+        urls += list(gateway_urls or ())
+        return cls(
+            gateway_prefixes=_gateway_prefixes(urls),
+            trace_id_policy=_policy(trace_id_policy if trace_id_policy is not None else env.get(TRACE_ID_POLICY_ENV)),
+        )
+
+
+def _gateway_prefixes(urls: list[str]) -> tuple[str, ...]:
+    prefixes: dict[str, None] = {}
+    for url in urls:
+        prefix = gateway_prefix(url)
+        if not prefix:
+            continue
+        if not prefix.startswith(("http://", "https://")):
+            _log.warning("otel-portkey: ignoring gateway URL %r: it must start with http:// or https://", url)
+            continue
+        prefixes[prefix] = None
+    return tuple(prefixes)
+
+
+def _policy(value: str | None) -> TraceIdPolicy:
+    if value is None or not value.strip():
+        return "respect"
+    normalised = value.strip().lower()
+    if normalised == "override":
+        return "override"
+    if normalised != "respect":
+        _log.warning(
+            "otel-portkey: %s=%r is not one of %s; using 'respect'", TRACE_ID_POLICY_ENV, value, _POLICIES
+        )
+    return "respect"

@@ -1,0 +1,49 @@
+"""Pure conversions between OpenTelemetry ids and the hex strings Portkey expects.
+
+Portkey keeps ids only when they are W3C-shaped: 32 lowercase hex characters for a trace,
+16 for a span, never all zeros.
+"""
+
+from __future__ import annotations
+
+import random
+
+_TRACE_ID_BITS = 128
+_SPAN_ID_BITS = 64
+
+
+def format_trace_id(trace_id: int) -> str:
+    """Render an OTel trace id as 32 lowercase hex characters."""
+    return format(trace_id, "032x")
+
+
+def format_span_id(span_id: int) -> str:
+    """Render an OTel span id as 16 lowercase hex characters."""
+    return format(span_id, "016x")
+
+
+def new_span_id(rng: random.Random | None = None) -> str:
+    """A fresh random, non-zero span id as 16 lowercase hex characters."""
+    draw = (rng or random).getrandbits
+    span_id = 0
+    while span_id == 0:
+        span_id = draw(_SPAN_ID_BITS)
+    return format_span_id(span_id)
+
+
+def is_trace_id(value: str) -> bool:
+    """True for a W3C trace id: 32 lowercase hex characters, not all zeros."""
+    return _is_hex_id(value, 32)
+
+
+def is_span_id(value: str) -> bool:
+    """True for a W3C span id: 16 lowercase hex characters, not all zeros."""
+    return _is_hex_id(value, 16)
+
+
+def _is_hex_id(value: str, length: int) -> bool:
+    return (
+        len(value) == length
+        and all(c in "0123456789abcdef" for c in value)
+        and value.strip("0") != ""
+    )

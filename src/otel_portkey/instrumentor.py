@@ -1,0 +1,105 @@
+"""``PortkeyInstrumentor``: the bridge's entry point (``otel_portkey`` in ``opentelemetry_instrumentor``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.sdk.trace import TracerProvider
+
+from .config import PortkeySettings
+from .hooks import PortkeyHooks
+from .processor import PortkeySpanProcessor
+from .wiring import Flavour, Wiring, flavours
+
+_log = logging.getLogger(__name__)
+
+# Set while ``opentelemetry-instrument`` loads instrumentors (pre/post-instrument entry points):
+# the httpx instrumentors may still be loaded after the bridge, so it waits before doing it itself.
+_auto_instrumenting = False
+_PROCESSOR_ATTRIBUTE = "_otel_portkey_processor"
+
+
+class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Bridges OTel traces and Portkey gateways over httpx and httpx2 (sync and async).
+
+    ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None)``: arguments
+    override the ``OTEL_PORTKEY_*`` environment. The OTel httpx/httpx2 instrumentation may be
+    instrumented before, after or not at all: the bridge attaches its hooks in every case and
+    instruments httpx itself only when nobody else does, so no HTTP span is ever doubled.
+    """
+
+    # BaseInstrumentor is a per-class singleton whose constructor runs on every ``PortkeyInstrumentor()``:
+    # state lives in class defaults, replaced on the instance by ``_instrument``.
+    _wiring: Wiring | None = None
+    _owned: tuple[Flavour, ...] = ()
+    _tracer_provider: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = PortkeySettings.from_env(
+            gateway_urls=kwargs.get("gateway_urls"), trace_id_policy=kwargs.get("trace_id_policy")
+        )
+        self._tracer_provider = kwargs.get("tracer_provider")
+        processor = _processor_for(self._tracer_provider or trace.get_tracer_provider())
+        hooks = PortkeyHooks(settings, processor.span_name_of if processor is not None else None)
+        self._wiring = Wiring(hooks)
+        self._owned = ()
+        for flavour in flavours():
+            self._wiring.attach(flavour)
+        if not _auto_instrumenting:
+            self.instrument_http_clients()
+
+    def instrument_http_clients(self) -> None:
+        """Instrument each httpx flavour that nobody has instrumented (hooks attach as it happens)."""
+        if self._wiring is None:
+            return
+        for flavour in flavours():
+            if not flavour.is_instrumented():
+                flavour.instrumentor_class().instrument(tracer_provider=self._tracer_provider)
+                self._owned += (flavour,)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for flavour in self._owned:
+            flavour.instrumentor_class().uninstrument()
+        self._owned = ()
+        if self._wiring is not None:
+            for flavour in flavours():
+                self._wiring.detach(flavour)
+            self._wiring = None
+
+
+def _processor_for(provider: Any) -> PortkeySpanProcessor | None:
+    """The provider's bridge processor, added on first use; None for a non-SDK provider."""
+    if not isinstance(provider, TracerProvider):
+        _log.debug("otel-portkey: no SDK tracer provider; gateway nodes get METHOD /path names")
+        return None
+    processor: PortkeySpanProcessor | None = getattr(provider, _PROCESSOR_ATTRIBUTE, None)
+    if processor is None:
+        processor = PortkeySpanProcessor()
+        provider.add_span_processor(processor)
+        setattr(provider, _PROCESSOR_ATTRIBUTE, processor)
+    return processor
+
+
+def _auto_instrumentation_starting() -> None:
+    """``opentelemetry_pre_instrument`` entry point: instrumentors are about to load."""
+    global _auto_instrumenting
+    _auto_instrumenting = True
+
+
+def _auto_instrumentation_finished() -> None:
+    """``opentelemetry_post_instrument`` entry point: instrument httpx if no instrumentor did."""
+    global _auto_instrumenting
+    _auto_instrumenting = False
+    instrumentor = PortkeyInstrumentor()
+    if instrumentor._is_instrumented_by_opentelemetry:
+        try:
+            instrumentor.instrument_http_clients()
+        except Exception as error:
+            _log.warning("otel-portkey: could not instrument httpx (%s)", type(error).__name__)

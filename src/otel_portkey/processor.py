@@ -1,0 +1,47 @@
+"""``PortkeySpanProcessor``: knows the live spans, so a gateway call can be named after its caller."""
+
+from __future__ import annotations
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+DEFAULT_MAX_LIVE_SPANS = 10_000
+
+
+class PortkeySpanProcessor(SpanProcessor):
+    """Keeps a bounded registry of the spans that have started and not yet ended.
+
+    Consequences: each live span is referenced until it ends (at most ``max_live_spans`` of them;
+    past that, new spans are not registered and gateway calls under them fall back to
+    ``METHOD /path`` names). It exports nothing and never changes a span it did not start.
+    """
+
+    def __init__(self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS) -> None:
+        self._max_live_spans = max_live_spans
+        self._live: dict[int, Span] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        live = self._live
+        if len(live) < self._max_live_spans:
+            live[span.context.span_id] = span
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None:
+            self._live.pop(context.span_id, None)
+
+    def span_name_of(self, span_id: int) -> str | None:
+        """The current name of the live span ``span_id``, if this processor saw it start."""
+        span = self._live.get(span_id)
+        return span.name if span is not None else None
+
+    @property
+    def live_span_count(self) -> int:
+        """How many started spans have not ended yet (bounded by ``max_live_spans``)."""
+        return len(self._live)
+
+    def shutdown(self) -> None:
+        self._live.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
