@@ -46,6 +46,8 @@ class _State:
     faults: deque[Fault] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
+    token_delay: float = 0.0
 
 
 class ScriptedModelServer:
@@ -74,10 +76,22 @@ class ScriptedModelServer:
             return list(self._state.received)
 
     def clear(self) -> None:
-        """Forget received requests and queued faults."""
+        """Forget received requests, queued faults and extra response headers."""
         with self._state.lock:
             self._state.received.clear()
             self._state.faults.clear()
+            self._state.response_headers.clear()
+            self._state.token_delay = 0.0
+
+    def stream_slowly(self, seconds_per_token: float) -> None:
+        """Pause this long between streamed events (0 to stop), as a real model does between tokens."""
+        with self._state.lock:
+            self._state.token_delay = seconds_per_token
+
+    def add_response_headers(self, headers: dict[str, str]) -> None:
+        """Send these headers with every answer from now on (e.g. gateway-style ``x-portkey-*``)."""
+        with self._state.lock:
+            self._state.response_headers.update(headers)
 
     def fail_next(self, count: int = 1, status: int = 429) -> None:
         """Answer the next ``count`` requests with HTTP ``status``."""
@@ -191,14 +205,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        self._extra_headers()
         self.end_headers()
         self.wfile.write(data)
+
+    def _extra_headers(self) -> None:
+        with self.state.lock:
+            extra = dict(self.state.response_headers)
+        for name, value in extra.items():
+            self.send_header(name, value)
 
     def _stream(self, completion_id: str, message: dict[str, Any]) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
+        self._extra_headers()
         self.end_headers()
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL}
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
@@ -208,8 +230,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             deltas += [{"content": word} for word in _words(message["content"] or "")]
             finish = "stop"
+        delay = self.state.token_delay
         for delta in deltas:
             self._chunk(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}]))
+            if delay:
+                time.sleep(delay)
         self._chunk(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]))
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")
@@ -218,8 +243,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
     def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+        try:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client closed the stream early
+            self.close_connection = True
 
 
 def _words(text: str) -> list[str]:

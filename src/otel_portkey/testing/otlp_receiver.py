@@ -1,0 +1,164 @@
+"""A minimal OTLP/HTTP trace receiver on loopback, for tests and the demo.
+
+It accepts ``POST /v1/traces`` (protobuf, optionally gzip), decodes the spans with the official
+``opentelemetry-proto`` messages, and keeps them with the request headers it came with. It
+stands in for a collector or for Portkey's OTLP endpoint (which checks ``x-portkey-api-key``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as it arrived over OTLP: ids as lowercase hex, attributes as Python values."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(frozen=True)
+class ReceivedExport:
+    """One export request: its path, headers (lowercased) and spans."""
+
+    path: str
+    headers: dict[str, str]
+    spans: list[ReceivedSpan]
+
+
+def _value(any_value: Any) -> Any:
+    kind = any_value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(v) for v in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    return getattr(any_value, kind)
+
+
+def _attributes(key_values: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in key_values}
+
+
+def decode_spans(payload: bytes) -> list[ReceivedSpan]:
+    """The spans of an OTLP ``ExportTraceServiceRequest`` in protobuf form."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(payload)
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    ReceivedSpan(
+                        name=span.name,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        kind=span.kind,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes=_attributes(span.attributes),
+                        resource=resource,
+                    )
+                )
+    return spans
+
+
+class OtlpReceiver:
+    """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL)."""
+
+    def __init__(self, required_headers: dict[str, str] | None = None) -> None:
+        self.exports: list[ReceivedExport] = []
+        self.rejected: list[ReceivedExport] = []
+        self._lock = threading.Lock()
+        self._required = {k.lower(): v for k, v in (required_headers or {}).items()}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if (self.headers.get("content-encoding") or "").lower() == "gzip":
+                    body = gzip.decompress(body)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                ok_path = self.path == "/v1/traces"
+                ok_headers = all(headers.get(k) == v for k, v in receiver._required.items())
+                try:
+                    spans = decode_spans(body) if ok_path else []
+                except Exception:
+                    spans, ok_path = [], False
+                export = ReceivedExport(self.path, headers, spans)
+                with receiver._lock:
+                    (receiver.exports if ok_path and ok_headers else receiver.rejected).append(export)
+                status = 200 if ok_path and ok_headers else (401 if ok_path else 404)
+                data = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+                self.send_response(status)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (spans go to ``<endpoint>/v1/traces``)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def spans(self) -> list[ReceivedSpan]:
+        """Every accepted span so far."""
+        with self._lock:
+            return [span for export in self.exports for span in export.spans]
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[ReceivedSpan]:
+        """Wait until ``predicate(spans)`` is true; return the spans either way."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.spans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.spans
+
+    def start(self) -> OtlpReceiver:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="otlp-receiver")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> OtlpReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,90 @@
+"""A recording hop in front of a gateway: it keeps each request's headers, then forwards it.
+
+The OSS gateway does not pass ``x-portkey-*`` headers on to the provider, so tests and the demo
+put this hop between the client and the gateway to see exactly what the gateway received.
+Responses, streamed or not, are relayed unchanged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@dataclass(frozen=True)
+class ForwardedRequest:
+    """A request as the hop received it (header names lowercased) and the status it got back."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int
+
+
+class RecordingProxy:
+    """``with RecordingProxy(gateway.url) as hop: client(base_url=hop.url + "/v1")``."""
+
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self.requests: list[ForwardedRequest] = []
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                upstream = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=120)
+                try:
+                    forward = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                    upstream.request(self.command, self.path, body=body or None, headers=forward)
+                    response = upstream.getresponse()
+                    with lock:
+                        proxy.requests.append(ForwardedRequest(self.command, self.path, headers, response.status))
+                    self.send_response(response.status)
+                    for key, value in response.getheaders():
+                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                            self.send_header(key, value)
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    while chunk := response.read1(65536):
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                finally:
+                    upstream.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: use it where the gateway's root URL would go."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RecordingProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="recording-proxy").start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> RecordingProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,101 @@
+"""Shared fixtures: one SDK tracer provider with an in-memory exporter, the scripted model, the
+real OSS Portkey gateway, and the bridge itself.
+
+Components the machine cannot provide are skipped with the reason, except under
+``OTEL_PORTKEY_REQUIRE_REAL=1`` (set by ``.ci/run``), where such a skip is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_portkey import PortkeyInstrumentor
+from otel_portkey.testing import GatewayUnavailable, OssGateway, ScriptedModelServer
+from otel_portkey.wiring import flavours
+
+REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
+
+EXPORTER = InMemorySpanExporter()
+PROVIDER = TracerProvider()
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
+trace.set_tracer_provider(PROVIDER)
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip for a missing real component, or fail when the run requires real components."""
+    if REQUIRE_REAL:
+        pytest.fail(f"OTEL_PORTKEY_REQUIRE_REAL=1 but {reason}")
+    pytest.skip(reason)
+
+
+class Spans:
+    """The finished spans of the current test."""
+
+    def all(self) -> list[ReadableSpan]:
+        return list(EXPORTER.get_finished_spans())
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.name == name]
+
+    def http(self) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.kind == trace.SpanKind.CLIENT and s.attributes and "portkey.span_id" in s.attributes]
+
+    def clear(self) -> None:
+        EXPORTER.clear()
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    EXPORTER.clear()
+    yield Spans()
+    EXPORTER.clear()
+
+
+@pytest.fixture(autouse=True)
+def _clean_instrumentation() -> Iterator[None]:
+    """Every test starts and ends with nothing instrumented."""
+    yield
+    for instrumentor in [PortkeyInstrumentor(), *(f.instrumentor_class() for f in flavours())]:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def model(model_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
+    model_server.clear()
+    yield model_server
+    model_server.clear()
+
+
+@pytest.fixture(scope="session")
+def oss_gateway() -> Iterator[OssGateway]:
+    try:
+        gateway = OssGateway().start()
+    except GatewayUnavailable as error:
+        skip_or_fail(f"the OSS Portkey gateway is not available: {error}")
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+def bridge(model_server: ScriptedModelServer) -> Iterator[PortkeyInstrumentor]:
+    """The bridge, treating the scripted model's URL as a gateway (in-process tests)."""
+    instrumentor = PortkeyInstrumentor()
+    instrumentor.instrument(gateway_urls=[f"http://127.0.0.1:{model_server.port}"])
+    yield instrumentor
+    instrumentor.uninstrument()

@@ -1,0 +1,41 @@
+import logging
+
+from otel_portkey.config import PortkeySettings
+
+
+def test_defaults_cover_the_hosted_and_the_local_gateway():
+    settings = PortkeySettings.from_env({})
+    assert settings.gateway_prefixes == ("https://api.portkey.ai", "http://localhost:8787")
+    assert settings.trace_id_policy == "respect"
+
+
+def test_gateway_urls_come_from_the_sdk_variables_ours_and_arguments():
+    env = {
+        "PORTKEY_GATEWAY_URL": "https://gw.internal.test/v1/",
+        "PORTKEY_BASE_URL": "http://10.1.2.3:8787/v1",
+        "OTEL_PORTKEY_GATEWAY_URLS": " http://a.test , ,http://b.test/",
+    }
+    settings = PortkeySettings.from_env(env, gateway_urls=["http://c.test"])
+    assert settings.gateway_prefixes[2:] == (
+        "https://gw.internal.test/v1",
+        "http://10.1.2.3:8787/v1",
+        "http://a.test",
+        "http://b.test",
+        "http://c.test",
+    )
+
+
+def test_invalid_urls_are_ignored_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="otel_portkey"):
+        settings = PortkeySettings.from_env({"OTEL_PORTKEY_GATEWAY_URLS": "ftp://x,localhost:8787"})
+    assert len(settings.gateway_prefixes) == 2
+    assert "ftp://x" in caplog.text
+    assert "localhost:8787" in caplog.text
+
+
+def test_trace_id_policy_from_env_and_argument(caplog):
+    assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": " Override "}).trace_id_policy == "override"
+    assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "override"}, trace_id_policy="respect").trace_id_policy == "respect"
+    with caplog.at_level(logging.WARNING, logger="otel_portkey"):
+        assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "clobber"}).trace_id_policy == "respect"
+    assert caplog.text.count("clobber") == 1

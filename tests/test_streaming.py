@@ -1,0 +1,82 @@
+"""A streamed chat completion keeps its HTTP span open until the stream ends or is closed."""
+
+import asyncio
+
+import httpx
+import httpx2
+import pytest
+
+from otel_portkey.streaming import end_span_when_stream_closes, is_event_stream
+
+STREAM = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "one two three"}]}
+
+
+def url(model):
+    return f"http://127.0.0.1:{model.port}/v1/chat/completions"
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_span_ends_when_the_stream_is_fully_read(bridge, model, spans, module):
+    with module.Client() as client, client.stream("POST", url(model), json=STREAM) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        assert spans.http() == [], "the HTTP span is still open while the body streams"
+        body = response.read()
+        assert b"[DONE]" in body
+        (span,) = spans.http()
+    assert span.attributes["portkey.span_id"] == model.received[-1].headers["x-portkey-span-id"]
+    assert span.end_time is not None
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_span_ends_when_the_stream_is_closed_early(bridge, model, spans, module):
+    model.stream_slowly(0.05)
+    with module.Client() as client, client.stream("POST", url(model), json=STREAM) as response:
+        chunks = response.iter_raw()
+        next(chunks)
+        assert spans.http() == []
+    assert len(spans.http()) == 1
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_async_stream_keeps_the_span_open_until_its_end(bridge, model, spans, module):
+    async def run():
+        async with module.AsyncClient() as client, client.stream("POST", url(model), json=STREAM) as response:
+            assert spans.http() == []
+            chunks = [chunk async for chunk in response.aiter_raw()]
+            assert chunks
+        return spans.http()
+
+    (span,) = asyncio.run(run())
+    assert span.attributes["portkey.trace_id"] == model.received[-1].headers["x-portkey-trace-id"]
+
+
+def test_a_plain_json_answer_ends_the_span_at_once(bridge, model, spans):
+    with httpx.Client() as client, client.stream("POST", url(model), json={**STREAM, "stream": False}) as response:
+        assert len(spans.http()) == 1
+        response.read()
+
+
+def test_an_abandoned_stream_still_ends_its_span_when_collected(spans):
+    from opentelemetry import trace
+
+    class Stream:
+        def close(self):
+            pass
+
+    span = trace.get_tracer("t").start_span("abandoned")
+    stream = Stream()
+    assert end_span_when_stream_closes(span, stream)
+    span.end()
+    assert span.end_time is None
+    del stream
+    import gc
+
+    gc.collect()
+    assert span.end_time is not None
+
+
+def test_event_stream_detection():
+    assert is_event_stream("text/event-stream; charset=utf-8")
+    assert is_event_stream("Text/Event-Stream")
+    assert not is_event_stream("application/json")
+    assert not is_event_stream(None)

@@ -1,0 +1,131 @@
+"""The bridge attaches to the OTel httpx instrumentation in any order, and leaves nothing behind."""
+
+import logging
+
+import httpx
+import httpx2
+import pytest
+from clients import post
+from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
+
+from otel_portkey import PortkeyInstrumentor, instrumentor as bridge_module
+
+INSTRUMENTORS = {"httpx": HTTPXClientInstrumentor, "httpx2": HTTPX2ClientInstrumentor}
+MODULES = {"httpx": httpx, "httpx2": httpx2}
+
+
+def transports(module):
+    return (module.HTTPTransport.__dict__["handle_request"], module.AsyncHTTPTransport.__dict__["handle_async_request"])
+
+
+def same(these, those):
+    """Identity, not equality: wrapt proxies compare equal to what they wrap."""
+    return all(a is b for a, b in zip(these, those, strict=True))
+
+
+def gateway(model):
+    return [f"http://127.0.0.1:{model.port}"]
+
+
+def assert_bridged_once(flavour, model, spans):
+    spans.clear()
+    for mode in ("sync", "async"):
+        post(flavour, mode, f"http://127.0.0.1:{model.port}/v1/chat/completions")
+        assert "x-portkey-trace-id" in model.received[-1].headers
+    client_spans = [s for s in spans.all() if s.name == "POST"]
+    assert len(client_spans) == 2, "exactly one HTTP span per call"
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_httpx_instrumented_before_the_bridge(model, spans, flavour):
+    INSTRUMENTORS[flavour]().instrument()
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert_bridged_once(flavour, model, spans)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_httpx_instrumented_after_the_bridge_as_opentelemetry_instrument_may_do(model, spans, flavour, caplog):
+    with caplog.at_level(logging.WARNING):
+        bridge_module._auto_instrumentation_starting()
+        PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+        assert not INSTRUMENTORS[flavour]().is_instrumented_by_opentelemetry
+        INSTRUMENTORS[flavour]().instrument()
+        bridge_module._auto_instrumentation_finished()
+    assert "already instrumented" not in caplog.text
+    assert_bridged_once(flavour, model, spans)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_httpx_never_instrumented_by_anyone_else(model, spans, flavour):
+    bridge_module._auto_instrumentation_starting()
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    bridge_module._auto_instrumentation_finished()  # nobody loaded httpx: the bridge does it
+    assert INSTRUMENTORS[flavour]().is_instrumented_by_opentelemetry
+    assert_bridged_once(flavour, model, spans)
+
+
+def test_instrumented_by_hand_without_httpx(model, spans):
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    for flavour in ("httpx", "httpx2"):
+        assert_bridged_once(flavour, model, spans)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_uninstrument_restores_the_clients_exactly(model, flavour):
+    module = MODULES[flavour]
+    pristine = transports(module)
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert not same(transports(module), pristine)
+    PortkeyInstrumentor().uninstrument()
+    assert same(transports(module), pristine)
+    assert "_instrument" not in INSTRUMENTORS[flavour].__dict__
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_uninstrument_keeps_httpx_instrumented_by_the_user_with_their_hooks(model, spans, flavour):
+    seen = []
+
+    def user_request_hook(span, request):
+        seen.append(request.headers.get("x-portkey-trace-id"))
+
+    INSTRUMENTORS[flavour]().instrument(request_hook=user_request_hook)
+    theirs = transports(MODULES[flavour])
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    post(flavour, "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
+    assert seen == [None]  # the user's hook ran, before the bridge's
+    assert "x-portkey-trace-id" in model.received[-1].headers
+
+    PortkeyInstrumentor().uninstrument()
+    assert INSTRUMENTORS[flavour]().is_instrumented_by_opentelemetry
+    restored = transports(MODULES[flavour])
+    assert [w._self_wrapper for w in restored] == [w._self_wrapper for w in theirs]
+    post(flavour, "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
+    assert seen == [None, None]
+    assert "x-portkey-trace-id" not in model.received[-1].headers
+
+
+def test_repeated_cycles_leave_nothing_behind(model, spans):
+    pristine = {name: transports(module) for name, module in MODULES.items()}
+    for _ in range(20):
+        PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+        PortkeyInstrumentor().uninstrument()
+    assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
+    assert_no_portkey_processor_duplicates()
+
+
+def assert_no_portkey_processor_duplicates():
+    from opentelemetry import trace
+
+    from otel_portkey import PortkeySpanProcessor
+
+    processors = trace.get_tracer_provider()._active_span_processor._span_processors
+    assert sum(isinstance(p, PortkeySpanProcessor) for p in processors) <= 1
+
+
+def test_the_entry_points_are_registered_under_their_own_names():
+    from importlib.metadata import entry_points
+
+    ours = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor") if ep.value.startswith("otel_portkey")}
+    assert ours == {"otel_portkey": "otel_portkey.instrumentor:PortkeyInstrumentor"}
+    assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_pre_instrument")}
+    assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_post_instrument")}
