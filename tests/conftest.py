@@ -45,7 +45,11 @@ class Spans:
         return [s for s in self.all() if s.name == name]
 
     def http(self) -> list[ReadableSpan]:
-        return [s for s in self.all() if s.kind == trace.SpanKind.CLIENT and s.attributes and "portkey.span_id" in s.attributes]
+        return [
+            s
+            for s in self.all()
+            if s.kind == trace.SpanKind.CLIENT and s.attributes and "portkey.span_id" in s.attributes
+        ]
 
     def clear(self) -> None:
         EXPORTER.clear()

@@ -26,7 +26,9 @@ def otel_env(receiver_endpoint: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_instrumented(script: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_instrumented(
+    script: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, str(ROOT / script)],
         env=env,

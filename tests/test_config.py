@@ -34,8 +34,17 @@ def test_invalid_urls_are_ignored_with_a_warning(caplog):
 
 
 def test_trace_id_policy_from_env_and_argument(caplog):
-    assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": " Override "}).trace_id_policy == "override"
-    assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "override"}, trace_id_policy="respect").trace_id_policy == "respect"
+    assert (
+        PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": " Override "}).trace_id_policy == "override"
+    )
+    assert (
+        PortkeySettings.from_env(
+            {"OTEL_PORTKEY_TRACE_ID_POLICY": "override"}, trace_id_policy="respect"
+        ).trace_id_policy
+        == "respect"
+    )
     with caplog.at_level(logging.WARNING, logger="otel_portkey"):
-        assert PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "clobber"}).trace_id_policy == "respect"
+        assert (
+            PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "clobber"}).trace_id_policy == "respect"
+        )
     assert caplog.text.count("clobber") == 1

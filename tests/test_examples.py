@@ -1,11 +1,12 @@
 """The seed's agent, unchanged, under ``opentelemetry-instrument`` through the real OSS gateway."""
 
 import pytest
-from instrumented import otel_env, run_instrumented
 
 from otel_portkey.testing import ANSWER
 from otel_portkey.testing.otlp_receiver import OtlpReceiver
 from otel_portkey.testing.recording_proxy import RecordingProxy
+
+from instrumented import otel_env, run_instrumented
 
 
 @pytest.fixture

@@ -29,7 +29,11 @@ def hop(oss_gateway, model):
 
 
 def openai_client(hop, model, cls=openai.OpenAI, extra=None):
-    return cls(base_url=f"{hop.url}/v1", api_key="sk-test", default_headers={**route_headers(model.base_url), **(extra or {})})
+    return cls(
+        base_url=f"{hop.url}/v1",
+        api_key="sk-test",
+        default_headers={**route_headers(model.base_url), **(extra or {})},
+    )
 
 
 def assert_correlated(hop, spans, count):
@@ -48,7 +52,9 @@ def assert_correlated(hop, spans, count):
 
 def test_openai_sync_client(hop, model, spans):
     client = openai_client(hop, model)
-    completion = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+    completion = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+    )
     assert completion.choices[0].message.content == "echo: hello"
     assert_correlated(hop, spans, 1)
 
@@ -57,7 +63,12 @@ def test_openai_async_client(hop, model, spans):
     async def run():
         async with openai_client(hop, model, openai.AsyncOpenAI) as client:
             return await asyncio.gather(
-                *(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(3))
+                *(
+                    client.chat.completions.create(
+                        model="gpt-4o", messages=[{"role": "user", "content": f"q{i}"}]
+                    )
+                    for i in range(3)
+                )
             )
 
     answers = sorted(c.choices[0].message.content for c in asyncio.run(run()))
@@ -66,8 +77,15 @@ def test_openai_async_client(hop, model, spans):
 
 
 def test_portkey_sdk_client(hop, model, spans):
-    client = Portkey(base_url=f"{hop.url}/v1", provider="openai", custom_host=model.base_url, Authorization="Bearer sk-test")
-    completion = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "from portkey"}])
+    client = Portkey(
+        base_url=f"{hop.url}/v1",
+        provider="openai",
+        custom_host=model.base_url,
+        Authorization="Bearer sk-test",
+    )
+    completion = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "from portkey"}]
+    )
     assert completion.choices[0].message.content == "echo: from portkey"
     assert_correlated(hop, spans, 1)
 
@@ -85,7 +103,9 @@ def test_raw_httpx(hop, model, spans):
 def test_retries_configured_in_portkey_config_show_on_the_span(hop, model, spans):
     model.fail_next(1, status=429)
     client = openai_client(hop, model, extra={"x-portkey-config": RETRY_ON_429})
-    client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    client.with_options(max_retries=0).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+    )
     (span,) = spans.http()
     assert span.attributes["portkey.retry.attempt_count"] == 1
     assert len(model.received) == 2
@@ -95,7 +115,9 @@ def test_exhausted_retries_show_minus_one(hop, model, spans):
     model.fail_next(3, status=429)
     client = openai_client(hop, model, extra={"x-portkey-config": RETRY_ON_429})
     with pytest.raises(openai.RateLimitError):
-        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        client.with_options(max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
     (span,) = spans.http()
     assert span.attributes["portkey.retry.attempt_count"] == -1
     assert span.status.status_code.name == "ERROR"

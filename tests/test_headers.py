@@ -36,7 +36,8 @@ def test_override_replaces_only_the_trace_id(trace_id, http_span, caller):
 @given(st.text())
 def test_safe_header_values_are_printable_ascii_that_httpx_accepts(value):
     safe = h.safe_header_value(value)
-    assert safe and len(safe) <= 256
+    assert safe
+    assert len(safe) <= 256
     assert all(" " <= c <= "~" for c in safe)
     for module in (httpx, httpx2):
         request = module.Request("POST", "http://gateway.test/", headers={h.SPAN_NAME: safe})
@@ -83,8 +84,21 @@ def test_response_attributes_prefer_the_echo_and_fall_back_to_what_was_sent():
     assert h.response_attributes({h.TRACE_ID: ""}.get, sent)["portkey.trace_id"] == "a" * 32
 
 
-@given(st.dictionaries(st.sampled_from([h.TRACE_ID, h.CACHE_STATUS, h.RETRY_ATTEMPT_COUNT, h.PROVIDER,
-                                        h.LAST_USED_OPTION_INDEX, h.GATEWAY_EXCEPTION]), st.text(max_size=5000)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                h.TRACE_ID,
+                h.CACHE_STATUS,
+                h.RETRY_ATTEMPT_COUNT,
+                h.PROVIDER,
+                h.LAST_USED_OPTION_INDEX,
+                h.GATEWAY_EXCEPTION,
+            ]
+        ),
+        st.text(max_size=5000),
+    )
+)
 def test_response_attributes_never_raise_and_stay_bounded(answer):
     attributes = h.response_attributes(answer.get, {})
     for value in attributes.values():

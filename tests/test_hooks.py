@@ -3,12 +3,13 @@
 import logging
 
 import pytest
-from clients import post
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_portkey import hooks
 from otel_portkey.ids import format_span_id, format_trace_id
+
+from clients import post
 
 CASES = [(f, m) for f in ("httpx", "httpx2") for m in ("sync", "async")]
 PORTKEY = ("x-portkey-trace-id", "x-portkey-parent-span-id", "x-portkey-span-id", "x-portkey-span-name")
@@ -59,7 +60,11 @@ def test_a_portkey_header_makes_any_url_gateway_bound(bridge, model, spans, flav
 
 @pytest.mark.parametrize(("flavour", "mode"), CASES)
 def test_the_callers_own_trace_id_and_headers_are_kept(bridge, model, spans, flavour, mode):
-    mine = {"x-portkey-trace-id": "my-own-trace", "x-portkey-span-name": "my step", "authorization": "Bearer k"}
+    mine = {
+        "x-portkey-trace-id": "my-own-trace",
+        "x-portkey-span-name": "my step",
+        "authorization": "Bearer k",
+    }
     post(flavour, mode, chat_url(model), headers=mine)
     sent = model.received[-1].headers
     assert sent["x-portkey-trace-id"] == "my-own-trace"

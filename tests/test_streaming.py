@@ -51,7 +51,10 @@ def test_async_stream_keeps_the_span_open_until_its_end(bridge, model, spans, mo
 
 
 def test_a_plain_json_answer_ends_the_span_at_once(bridge, model, spans):
-    with httpx.Client() as client, client.stream("POST", url(model), json={**STREAM, "stream": False}) as response:
+    with (
+        httpx.Client() as client,
+        client.stream("POST", url(model), json={**STREAM, "stream": False}) as response,
+    ):
         assert len(spans.http()) == 1
         response.read()
 

@@ -5,17 +5,22 @@ import logging
 import httpx
 import httpx2
 import pytest
-from clients import post
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from otel_portkey import PortkeyInstrumentor, instrumentor as bridge_module
+from otel_portkey import PortkeyInstrumentor
+from otel_portkey import instrumentor as bridge_module
+
+from clients import post
 
 INSTRUMENTORS = {"httpx": HTTPXClientInstrumentor, "httpx2": HTTPX2ClientInstrumentor}
 MODULES = {"httpx": httpx, "httpx2": httpx2}
 
 
 def transports(module):
-    return (module.HTTPTransport.__dict__["handle_request"], module.AsyncHTTPTransport.__dict__["handle_async_request"])
+    return (
+        module.HTTPTransport.__dict__["handle_request"],
+        module.AsyncHTTPTransport.__dict__["handle_async_request"],
+    )
 
 
 def same(these, those):
@@ -44,7 +49,9 @@ def test_httpx_instrumented_before_the_bridge(model, spans, flavour):
 
 
 @pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
-def test_httpx_instrumented_after_the_bridge_as_opentelemetry_instrument_may_do(model, spans, flavour, caplog):
+def test_httpx_instrumented_after_the_bridge_as_opentelemetry_instrument_may_do(
+    model, spans, flavour, caplog
+):
     with caplog.at_level(logging.WARNING):
         bridge_module._auto_instrumentation_starting()
         PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
@@ -125,7 +132,11 @@ def assert_no_portkey_processor_duplicates():
 def test_the_entry_points_are_registered_under_their_own_names():
     from importlib.metadata import entry_points
 
-    ours = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor") if ep.value.startswith("otel_portkey")}
+    ours = {
+        ep.name: ep.value
+        for ep in entry_points(group="opentelemetry_instrumentor")
+        if ep.value.startswith("otel_portkey")
+    }
     assert ours == {"otel_portkey": "otel_portkey.instrumentor:PortkeyInstrumentor"}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_pre_instrument")}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_post_instrument")}

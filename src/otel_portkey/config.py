@@ -49,7 +49,9 @@ class PortkeySettings:
         urls += list(gateway_urls or ())
         return cls(
             gateway_prefixes=_gateway_prefixes(urls),
-            trace_id_policy=_policy(trace_id_policy if trace_id_policy is not None else env.get(TRACE_ID_POLICY_ENV)),
+            trace_id_policy=_policy(
+                trace_id_policy if trace_id_policy is not None else env.get(TRACE_ID_POLICY_ENV)
+            ),
         )
 
 

@@ -76,7 +76,8 @@ class PortkeyHooks:
             return
         url = request.url
         if not (
-            h.url_matches_gateway(str(url), self._settings.gateway_prefixes) or h.has_portkey_header(headers.keys())
+            h.url_matches_gateway(str(url), self._settings.gateway_prefixes)
+            or h.has_portkey_header(headers.keys())
         ):
             return
         context = span.get_span_context()
@@ -101,7 +102,9 @@ class PortkeyHooks:
         sent_headers = request.headers
         if sent_headers is None or not span.is_recording() or not h.has_portkey_header(sent_headers.keys()):
             return
-        sent = {name: value for name in (h.TRACE_ID, h.SPAN_ID) if (value := sent_headers.get(name)) is not None}
+        sent = {
+            name: value for name in (h.TRACE_ID, h.SPAN_ID) if (value := sent_headers.get(name)) is not None
+        }
         response_headers = response.headers
         attributes = h.response_attributes(response_headers.get, sent)
         span.set_attributes(attributes)

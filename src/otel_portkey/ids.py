@@ -42,8 +42,4 @@ def is_span_id(value: str) -> bool:
 
 
 def _is_hex_id(value: str, length: int) -> bool:
-    return (
-        len(value) == length
-        and all(c in "0123456789abcdef" for c in value)
-        and value.strip("0") != ""
-    )
+    return len(value) == length and all(c in "0123456789abcdef" for c in value) and value.strip("0") != ""

@@ -9,6 +9,7 @@ abandoned stream as the last resort.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -41,10 +42,8 @@ def end_span_when_stream_closes(span: Span, stream: Any) -> bool:
             if state["ended"]:
                 return
             state["ended"] = True
-        try:
-            del span.end  # type: ignore[method-assign]
-        except AttributeError:
-            pass
+        with contextlib.suppress(AttributeError):
+            del span.end
         real_end()
 
     def end_later(end_time: int | None = None) -> None:

@@ -132,7 +132,9 @@ class Wiring:
             try:
                 self._compose(flavour)
             except Exception as error:  # the instrumentation itself must still succeed
-                _log.warning("otel-portkey: could not attach to %s (%s)", flavour.module_name, type(error).__name__)
+                _log.warning(
+                    "otel-portkey: could not attach to %s (%s)", flavour.module_name, type(error).__name__
+                )
             return result
 
         return wrapper
@@ -144,20 +146,28 @@ class Wiring:
             current = transport.__dict__.get(method_name)
             partial = getattr(current, "_self_wrapper", None)
             if not isinstance(partial, functools.partial) or request_key not in partial.keywords:
-                _log.debug("otel-portkey: %s.%s is not wrapped by the OTel instrumentation", class_name, method_name)
+                _log.debug(
+                    "otel-portkey: %s.%s is not wrapped by the OTel instrumentation", class_name, method_name
+                )
                 continue
             if _is_composed(current):
                 continue
             keywords = dict(partial.keywords)
             if is_async:
-                keywords[request_key] = _compose_async(keywords.get(request_key), self._hooks.async_request_hook)
-                keywords[response_key] = _compose_async(keywords.get(response_key), self._hooks.async_response_hook)
+                keywords[request_key] = _compose_async(
+                    keywords.get(request_key), self._hooks.async_request_hook
+                )
+                keywords[response_key] = _compose_async(
+                    keywords.get(response_key), self._hooks.async_response_hook
+                )
             else:
                 keywords[request_key] = _compose_sync(keywords.get(request_key), self._hooks.request_hook)
                 keywords[response_key] = _compose_sync(keywords.get(response_key), self._hooks.response_hook)
             self._originals[(flavour.module_name, class_name)] = partial
             unwrap(transport, method_name)
-            wrapt.wrap_function_wrapper(transport, method_name, functools.partial(partial.func, *partial.args, **keywords))
+            wrapt.wrap_function_wrapper(
+                transport, method_name, functools.partial(partial.func, *partial.args, **keywords)
+            )
 
 
 def _is_composed(method: Any) -> bool:

@@ -127,12 +127,16 @@ class OssGateway:
         while not ready.wait(0.05):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise GatewayUnavailable(f"the OSS gateway did not start on port {self.port}: {self.output[-500:]}")
+                raise GatewayUnavailable(
+                    f"the OSS gateway did not start on port {self.port}: {self.output[-500:]}"
+                )
         return self
 
     def _pump(self, ready: threading.Event) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
+        process = self._process
+        if process is None or process.stdout is None:
+            return
+        for line in process.stdout:
             self._output.append(line)
             if _READY in line:
                 ready.set()

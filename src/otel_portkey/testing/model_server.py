@@ -140,7 +140,11 @@ def completion_message(body: dict[str, Any]) -> dict[str, Any]:
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
             ],
         }
     user_texts = [m.get("content") for m in messages if m.get("role") == "user"]
@@ -177,7 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.close()
                 return
             if fault.status is not None:
-                self._json(fault.status, {"error": {"message": f"scripted fault {fault.status}", "type": "scripted"}})
+                self._json(
+                    fault.status, {"error": {"message": f"scripted fault {fault.status}", "type": "scripted"}}
+                )
                 return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -222,7 +228,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self._extra_headers()
         self.end_headers()
-        base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL}
+        base = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": MODEL,
+        }
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         if message.get("tool_calls"):
             deltas.append({"tool_calls": [dict(message["tool_calls"][0], index=0)]})

@@ -14,7 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+}
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,17 @@ class RecordingProxy:
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                upstream = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=120)
+                upstream = http.client.HTTPConnection(
+                    target.hostname or "127.0.0.1", target.port, timeout=120
+                )
                 try:
                     forward = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                     upstream.request(self.command, self.path, body=body or None, headers=forward)
                     response = upstream.getresponse()
                     with lock:
-                        proxy.requests.append(ForwardedRequest(self.command, self.path, headers, response.status))
+                        proxy.requests.append(
+                            ForwardedRequest(self.command, self.path, headers, response.status)
+                        )
                     self.send_response(response.status)
                     for key, value in response.getheaders():
                         if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
