@@ -1,5 +1,7 @@
 """The seed's agent, unchanged, under ``opentelemetry-instrument`` through the real OSS gateway."""
 
+import json
+
 import pytest
 
 from otel_portkey.testing import ANSWER
@@ -43,4 +45,10 @@ def test_seed_agent_is_one_correlated_trace(hop, model):
         caller = by_id[http_span.parent_span_id]
         assert caller.name == "chat gpt-4o"
         assert sent["x-portkey-span-name"] == caller.name
-        assert sent["x-portkey-metadata"] == '{"_user": "seed-user", "example": "langchain_agent"}'
+        # the caller's createHeaders(metadata=...) merged with the resource's service name
+        assert json.loads(sent["x-portkey-metadata"]) == {
+            "_user": "seed-user",
+            "example": "langchain_agent",
+            "service": "seed-agent",
+        }
+        assert http_span.attributes["portkey.metadata._user"] == "seed-user"

@@ -37,17 +37,19 @@ def openai_client(hop, model, cls=openai.OpenAI, extra=None):
 
 
 def assert_correlated(hop, spans, count):
-    http_spans = spans.http()
-    assert len(http_spans) == count == len(hop.requests)
-    for received, span in zip(hop.requests, sorted(http_spans, key=lambda s: s.start_time), strict=True):
+    """Each request the gateway received names its HTTP span; that span carries the echo."""
+    by_id = {format_span_id(s.context.span_id): s for s in spans.http()}
+    assert len(by_id) == count == len(hop.requests)
+    for received in hop.requests:
+        span = by_id.pop(received.headers["x-portkey-parent-span-id"])
         trace_id = format_trace_id(span.context.trace_id)
         assert received.headers["x-portkey-trace-id"] == trace_id
         assert span.attributes["portkey.trace_id"] == trace_id, "the gateway echoed the OTel trace id"
-        assert received.headers["x-portkey-parent-span-id"] == format_span_id(span.context.span_id)
         assert received.headers["x-portkey-span-id"] == span.attributes["portkey.span_id"]
         assert span.attributes["portkey.provider"] == "openai"
         assert span.attributes["portkey.cache.status"] == "DISABLED"
         assert span.attributes["portkey.retry.attempt_count"] == 0
+    assert by_id == {}
 
 
 def test_openai_sync_client(hop, model, spans):

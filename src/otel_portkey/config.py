@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .headers import TraceIdPolicy, gateway_prefix
+from .metadata import parse_key_values, sanitise
 
 _log = logging.getLogger(__name__)
 
@@ -18,6 +19,9 @@ LOCAL_GATEWAY_URL: Final = "http://localhost:8787"
 GATEWAY_URLS_ENV: Final = "OTEL_PORTKEY_GATEWAY_URLS"
 SDK_GATEWAY_ENVS: Final = ("PORTKEY_GATEWAY_URL", "PORTKEY_BASE_URL", "PORTKEY_PROXY")
 TRACE_ID_POLICY_ENV: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
+METADATA_ENV: Final = "OTEL_PORTKEY_METADATA"
+JAEGER_UI_URL_ENV: Final = "OTEL_PORTKEY_JAEGER_UI_URL"
+TRACE_URL_TEMPLATE_ENV: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
 _POLICIES: Final = ("respect", "override")
 
 
@@ -29,6 +33,12 @@ class PortkeySettings:
         default=(gateway_prefix(HOSTED_GATEWAY_URL), gateway_prefix(LOCAL_GATEWAY_URL))
     )
     trace_id_policy: TraceIdPolicy = "respect"
+    # Metadata for every gateway call, already sanitised (``OTEL_PORTKEY_METADATA``).
+    static_metadata: tuple[tuple[str, str], ...] = ()
+    # Jaeger UI base URL: each call's metadata gets ``jaeger_trace`` = ``<url>/trace/<trace id>``.
+    jaeger_ui_url: str | None = None
+    # ``...{trace_id}...``: spans of gateway calls get ``portkey.trace.url``.
+    trace_url_template: str | None = None
 
     @classmethod
     def from_env(
@@ -37,6 +47,9 @@ class PortkeySettings:
         *,
         gateway_urls: list[str] | tuple[str, ...] | None = None,
         trace_id_policy: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        jaeger_ui_url: str | None = None,
+        trace_url_template: str | None = None,
     ) -> PortkeySettings:
         """Read ``OTEL_PORTKEY_*`` (and the SDKs' gateway URL variables); arguments win.
 
@@ -79,3 +92,31 @@ def _policy(value: str | None) -> TraceIdPolicy:
             "otel-portkey: %s=%r is not one of %s; using 'respect'", TRACE_ID_POLICY_ENV, value, _POLICIES
         )
     return "respect"
+
+
+def _static_metadata(text: str, overrides: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    entries, malformed = parse_key_values(text)
+    if malformed:
+        _log.warning(
+            "otel-portkey: %s: ignoring %d item(s) that are not key=value", METADATA_ENV, len(malformed)
+        )
+    return tuple(sanitise({**entries, **overrides}).items())
+
+
+def _url(value: str | None, name: str) -> str | None:
+    if not value or not value.strip():
+        return None
+    url = value.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        _log.warning("otel-portkey: ignoring %s=%r: it must start with http:// or https://", name, value)
+        return None
+    return url
+
+
+def _template(value: str | None) -> str | None:
+    if not value or not value.strip():
+        return None
+    if "{trace_id}" not in value:
+        _log.warning("otel-portkey: ignoring %s: it must contain {trace_id}", TRACE_URL_TEMPLATE_ENV)
+        return None
+    return value.strip()

@@ -36,6 +36,7 @@ ATTR_PROVIDER: Final = "portkey.provider"
 ATTR_LAST_USED_OPTION_INDEX: Final = "portkey.last_used_option_index"
 ATTR_GATEWAY_EXCEPTION: Final = "portkey.gateway.exception"
 ATTR_METADATA_PREFIX: Final = "portkey.metadata."
+ATTR_TRACE_URL: Final = "portkey.trace.url"
 
 TraceIdPolicy = Literal["respect", "override"]
 

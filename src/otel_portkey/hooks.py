@@ -13,27 +13,33 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import headers as h
+from . import metadata as md
 from .config import PortkeySettings
+from .context import context_metadata
 from .ids import new_span_id
 from .streaming import end_span_when_stream_closes, is_event_stream
+from .trace_ids import portkey_trace_ids
 
 _log = logging.getLogger(__name__)
-_reported: set[tuple[str, str]] = set()
+_reported: set[str] = set()
 
 SpanNameLookup = Callable[[int], "str | None"]
 
 
-def report_once(where: str, error: BaseException) -> None:
-    """Log a bridge failure at warning the first time it happens, at debug after that.
-
-    Only the exception's type is logged: messages of header errors can quote header values.
-    """
-    key = (where, type(error).__name__)
+def warn_once(key: str, message: str) -> None:
+    """Log ``message`` at warning the first time ``key`` comes up, at debug after that."""
     if key in _reported:
-        _log.debug("otel-portkey: %s failed again (%s)", where, key[1])
+        _log.debug(message)
         return
     _reported.add(key)
-    _log.warning("otel-portkey: %s failed (%s); the request goes on without it", where, key[1])
+    _log.warning(message)
+
+
+def report_once(where: str, error: BaseException) -> None:
+    """Report a bridge failure once. Only the exception's type is logged: messages of header
+    errors can quote header values, and those can be secrets."""
+    kind = type(error).__name__
+    warn_once(f"{where}:{kind}", f"otel-portkey: {where} failed ({kind}); the request goes on without it")
 
 
 class PortkeyHooks:
@@ -42,6 +48,10 @@ class PortkeyHooks:
     def __init__(self, settings: PortkeySettings, span_name_of: SpanNameLookup | None = None) -> None:
         self._settings = settings
         self._span_name_of = span_name_of
+        self._static_metadata = dict(settings.static_metadata)
+        # Metadata derived from the tracer provider's resource, computed once per resource object.
+        self._resource: object = None
+        self._resource_metadata: dict[str, str] = {}
 
     # The four hooks the httpx instrumentation calls (``RequestInfo`` / ``ResponseInfo`` tuples).
     def request_hook(self, span: Span, request: Any) -> None:
@@ -87,6 +97,44 @@ class PortkeyHooks:
         ids = h.call_ids(context.trace_id, context.span_id, new_span_id(), name)
         for header, value in h.headers_to_set(headers.get, ids, self._settings.trace_id_policy).items():
             headers[header] = value
+        portkey_trace_id = headers.get(h.TRACE_ID)
+        if portkey_trace_id != ids.trace_id:
+            portkey_trace_ids.remember(ids.trace_id, portkey_trace_id)
+        self._add_metadata(span, headers, ids.trace_id)
+        if self._settings.trace_url_template is not None and span.is_recording():
+            span.set_attribute(
+                h.ATTR_TRACE_URL, self._settings.trace_url_template.replace("{trace_id}", portkey_trace_id)
+            )
+
+    def _add_metadata(self, span: Span, headers: Any, trace_id: str) -> None:
+        entries = {**self._resource_metadata_of(span), **self._static_metadata, **context_metadata()}
+        if self._settings.jaeger_ui_url is not None:
+            link = f"{self._settings.jaeger_ui_url}/trace/{trace_id}"
+            if len(link) <= md.MAX_VALUE_CHARS:
+                entries.setdefault("jaeger_trace", link)
+            else:
+                _log.debug("otel-portkey: the Jaeger link is longer than 128 characters; not sent")
+        merged = md.merge(headers.get(h.METADATA), entries)
+        if merged.caller_header_invalid:
+            warn_once(
+                "invalid caller metadata",
+                "otel-portkey: a request's x-portkey-metadata is not a JSON object; it is sent as is, "
+                "without context metadata",
+            )
+        if merged.header is not None:
+            headers[h.METADATA] = merged.header
+        if merged.entries and span.is_recording():
+            span.set_attributes(
+                {h.ATTR_METADATA_PREFIX + key: value for key, value in merged.entries.items()}
+            )
+
+    def _resource_metadata_of(self, span: Span) -> dict[str, str]:
+        resource = getattr(span, "resource", None)
+        if resource is not self._resource:
+            attributes = getattr(resource, "attributes", None) or {}
+            self._resource_metadata = md.from_resource(attributes)
+            self._resource = resource
+        return self._resource_metadata
 
     def _span_name(self, span: Span, request: Any) -> str:
         parent = getattr(span, "parent", None)

@@ -1,19 +1,24 @@
-"""``PortkeySpanProcessor``: knows the live spans, so a gateway call can be named after its caller."""
+"""``PortkeySpanProcessor``: Portkey metadata on every span, and the live spans by id."""
 
 from __future__ import annotations
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from .context import context_metadata
+from .headers import ATTR_METADATA_PREFIX
+
 DEFAULT_MAX_LIVE_SPANS = 10_000
 
 
 class PortkeySpanProcessor(SpanProcessor):
-    """Keeps a bounded registry of the spans that have started and not yet ended.
+    """Copies the context's Portkey metadata onto every span, and knows the live spans.
 
-    Consequences: each live span is referenced until it ends (at most ``max_live_spans`` of them;
-    past that, new spans are not registered and gateway calls under them fall back to
-    ``METHOD /path`` names). It exports nothing and never changes a span it did not start.
+    Consequences: every span started inside ``portkey_metadata(...)`` (or with ``enduser.id`` in
+    baggage) gets ``portkey.metadata.<key>`` attributes, so Jaeger can find a trace by user or
+    session; spans without such context get nothing. Each live span is referenced until it ends,
+    at most ``max_live_spans`` of them: past that, new spans are not registered and gateway calls
+    under them are named ``METHOD /path``. The processor exports nothing.
     """
 
     def __init__(self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS) -> None:
@@ -21,6 +26,9 @@ class PortkeySpanProcessor(SpanProcessor):
         self._live: dict[int, Span] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        entries = context_metadata(parent_context)
+        if entries:
+            span.set_attributes({ATTR_METADATA_PREFIX + key: value for key, value in entries.items()})
         live = self._live
         if len(live) < self._max_live_spans:
             live[span.context.span_id] = span

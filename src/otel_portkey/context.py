@@ -1,0 +1,71 @@
+"""``portkey_metadata(...)``: Portkey metadata for everything inside a block, as OTel baggage.
+
+Baggage follows the OTel context, so the metadata follows the trace across threads and tasks
+that copy the context, and, through the ``baggage`` header, into downstream services: do not
+put anything there that those services must not see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final
+
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+
+from .metadata import clean_key, clean_value
+
+BAGGAGE_PREFIX: Final = "portkey.metadata."
+ENDUSER_ID: Final = "enduser.id"
+
+
+class portkey_metadata:  # lower case: it reads as a function, ``with portkey_metadata(...):``
+    """Add Portkey metadata for everything inside the block (``with`` or ``async with``).
+
+    ``with portkey_metadata(_user="u1", session="s1"): ...``. Nested blocks merge, the inner
+    value winning. Values are made safe as Portkey requires (strings, at most 128 characters).
+    """
+
+    def __init__(self, entries: Mapping[str, object] | None = None, /, **kwargs: object) -> None:
+        self._entries = {**(entries or {}), **kwargs}
+        self._token: object | None = None
+
+    def __enter__(self) -> portkey_metadata:
+        ctx: Context = context.get_current()
+        for key, value in self._entries.items():
+            safe_key = clean_key(key)
+            if safe_key is not None:
+                ctx = baggage.set_baggage(BAGGAGE_PREFIX + safe_key, clean_value(value), ctx)
+        self._token = context.attach(ctx)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    async def __aenter__(self) -> portkey_metadata:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, error, tb)
+
+
+def context_metadata(ctx: Context | None = None) -> dict[str, str]:
+    """The Portkey metadata in ``ctx`` (default: the current context); ``enduser.id`` becomes ``_user``."""
+    entries = baggage.get_all(ctx)
+    if not entries:
+        return {}
+    found: dict[str, str] = {}
+    user = entries.get(ENDUSER_ID)
+    if user is not None:
+        found["_user"] = clean_value(user)
+    for key, value in entries.items():
+        if key.startswith(BAGGAGE_PREFIX):
+            found[key[len(BAGGAGE_PREFIX) :]] = str(value)
+    return found
