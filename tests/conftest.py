@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,7 +24,8 @@ from otel_portkey.wiring import flavours
 REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
 
 EXPORTER = InMemorySpanExporter()
-PROVIDER = TracerProvider()
+SERVICE_NAME = "otel-portkey-tests"
+PROVIDER = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
 PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 trace.set_tracer_provider(PROVIDER)
 

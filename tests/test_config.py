@@ -48,3 +48,33 @@ def test_trace_id_policy_from_env_and_argument(caplog):
             PortkeySettings.from_env({"OTEL_PORTKEY_TRACE_ID_POLICY": "clobber"}).trace_id_policy == "respect"
         )
     assert caplog.text.count("clobber") == 1
+
+
+def test_static_metadata_and_back_link_settings(caplog):
+    with caplog.at_level(logging.WARNING, logger="otel_portkey"):
+        settings = PortkeySettings.from_env(
+            {
+                "OTEL_PORTKEY_METADATA": "team=ml,broken,_environment=prod%2Ceu",
+                "OTEL_PORTKEY_JAEGER_UI_URL": "http://localhost:16686/",
+                "OTEL_PORTKEY_TRACE_URL_TEMPLATE": "https://app.portkey.ai/logs?trace={trace_id}",
+            },
+            metadata={"team": "search"},
+        )
+    assert dict(settings.static_metadata) == {"team": "search", "_environment": "prod,eu"}
+    assert settings.jaeger_ui_url == "http://localhost:16686"
+    assert settings.trace_url_template == "https://app.portkey.ai/logs?trace={trace_id}"
+    assert "not key=value" in caplog.text
+
+
+def test_bad_back_link_settings_are_ignored_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="otel_portkey"):
+        settings = PortkeySettings.from_env(
+            {
+                "OTEL_PORTKEY_JAEGER_UI_URL": "localhost:16686",
+                "OTEL_PORTKEY_TRACE_URL_TEMPLATE": "https://x/{id}",
+            }
+        )
+    assert settings.jaeger_ui_url is None
+    assert settings.trace_url_template is None
+    assert "OTEL_PORTKEY_JAEGER_UI_URL" in caplog.text
+    assert "{trace_id}" in caplog.text

@@ -65,6 +65,9 @@ class PortkeySettings:
             trace_id_policy=_policy(
                 trace_id_policy if trace_id_policy is not None else env.get(TRACE_ID_POLICY_ENV)
             ),
+            static_metadata=_static_metadata(env.get(METADATA_ENV, ""), metadata or {}),
+            jaeger_ui_url=_url(jaeger_ui_url or env.get(JAEGER_UI_URL_ENV), JAEGER_UI_URL_ENV),
+            trace_url_template=_template(trace_url_template or env.get(TRACE_URL_TEMPLATE_ENV)),
         )
 
 

@@ -26,10 +26,13 @@ _PROCESSOR_ATTRIBUTE = "_otel_portkey_processor"
 class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Bridges OTel traces and Portkey gateways over httpx and httpx2 (sync and async).
 
-    ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None)``: arguments
-    override the ``OTEL_PORTKEY_*`` environment. The OTel httpx/httpx2 instrumentation may be
-    instrumented before, after or not at all: the bridge attaches its hooks in every case and
-    instruments httpx itself only when nobody else does, so no HTTP span is ever doubled.
+    ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
+    jaeger_ui_url=None, trace_url_template=None)``: arguments override the ``OTEL_PORTKEY_*``
+    environment. A ``PortkeySpanProcessor`` is added to an SDK tracer provider once.
+
+    The OTel httpx/httpx2 instrumentation may be instrumented before, after or not at all: the
+    bridge attaches its hooks in every case and instruments httpx itself only when nobody else
+    does, so no HTTP span is ever doubled.
     """
 
     # BaseInstrumentor is a per-class singleton whose constructor runs on every ``PortkeyInstrumentor()``:
@@ -43,7 +46,11 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         settings = PortkeySettings.from_env(
-            gateway_urls=kwargs.get("gateway_urls"), trace_id_policy=kwargs.get("trace_id_policy")
+            gateway_urls=kwargs.get("gateway_urls"),
+            trace_id_policy=kwargs.get("trace_id_policy"),
+            metadata=kwargs.get("metadata"),
+            jaeger_ui_url=kwargs.get("jaeger_ui_url"),
+            trace_url_template=kwargs.get("trace_url_template"),
         )
         self._tracer_provider = kwargs.get("tracer_provider")
         processor = _processor_for(self._tracer_provider or trace.get_tracer_provider())
@@ -75,15 +82,23 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 def _processor_for(provider: Any) -> PortkeySpanProcessor | None:
-    """The provider's bridge processor, added on first use; None for a non-SDK provider."""
+    """The provider's bridge processor, added on first use; None for a non-SDK provider.
+
+    A processor the user added by hand is found and reused, and one the bridge added stays
+    registered across instrument/uninstrument cycles (the SDK cannot remove a processor), so
+    a provider never holds two.
+    """
     if not isinstance(provider, TracerProvider):
         _log.debug("otel-portkey: no SDK tracer provider; gateway nodes get METHOD /path names")
         return None
     processor: PortkeySpanProcessor | None = getattr(provider, _PROCESSOR_ATTRIBUTE, None)
     if processor is None:
+        registered = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+        processor = next((p for p in registered if isinstance(p, PortkeySpanProcessor)), None)
+    if processor is None:
         processor = PortkeySpanProcessor()
         provider.add_span_processor(processor)
-        setattr(provider, _PROCESSOR_ATTRIBUTE, processor)
+    setattr(provider, _PROCESSOR_ATTRIBUTE, processor)
     return processor
 
 

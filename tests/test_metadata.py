@@ -1,0 +1,105 @@
+import json
+
+import httpx
+import httpx2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otel_portkey import metadata as md
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+entries = st.dictionaries(st.text(max_size=300), json_values, max_size=80)
+
+
+def assert_follows_portkey_rules(header):
+    assert all(" " <= c <= "~" for c in header), "printable ASCII only: no CR, LF, NUL"
+    parsed = json.loads(header)
+    assert isinstance(parsed, dict)
+    assert len(parsed) <= md.MAX_ENTRIES
+    for key, value in parsed.items():
+        assert isinstance(value, str)
+        assert len(value) <= md.MAX_VALUE_CHARS
+        assert 0 < len(key) <= md.MAX_KEY_CHARS
+        assert all(c >= " " for c in key + value)
+    for module in (httpx, httpx2):
+        assert (
+            module.Request("POST", "http://gw.test/", headers={"x-portkey-metadata": header}).headers[
+                "x-portkey-metadata"
+            ]
+            == header
+        )
+    return parsed
+
+
+@given(entries, entries)
+def test_any_merge_obeys_the_rules_and_the_caller_wins(caller, context):
+    caller_header = json.dumps(caller)
+    merged = md.merge(caller_header, md.sanitise(context))
+    if not context or not md.sanitise(context):
+        assert merged.header is None  # nothing to merge: the caller's header is left byte for byte
+        return
+    parsed = assert_follows_portkey_rules(merged.header)
+    assert parsed == merged.entries
+    clean_caller = md.sanitise(caller)
+    for key, value in clean_caller.items():
+        if key in parsed:
+            assert parsed[key] == value
+
+
+@given(entries)
+def test_context_alone_obeys_the_rules(context):
+    merged = md.merge(None, context)
+    if merged.header is not None:
+        assert_follows_portkey_rules(merged.header)
+
+
+@given(st.text())
+def test_a_caller_header_that_is_not_a_json_object_is_left_as_sent(garbage):
+    try:
+        if isinstance(json.loads(garbage), dict):
+            return
+    except ValueError:
+        pass
+    merged = md.merge(garbage, {"session": "s1"})
+    assert merged.header is None
+    assert merged.caller_header_invalid
+
+
+def test_values_are_made_safe_visibly():
+    clean = md.sanitise(
+        {"n": 3, "b": True, "none": None, "obj": {"b": 1, "a": [1]}, "long": "x" * 500, "crlf": "a\r\nb\x00c"}
+    )
+    assert clean["n"] == "3"
+    assert clean["b"] == "true"
+    assert clean["none"] == ""
+    assert clean["obj"] == '{"a":[1],"b":1}'
+    assert clean["long"] == "x" * 127 + "…"
+    assert clean["crlf"] == "abc"
+
+
+def test_merge_without_a_caller_header_encodes_the_context():
+    merged = md.merge(None, {"_user": "u1", "session": "s1"})
+    assert merged.header == '{"_user":"u1","session":"s1"}'
+    assert md.merge(None, {}).header is None
+
+
+def test_key_value_lists_are_parsed_like_otel_resource_attributes():
+    entries, malformed = md.parse_key_values("team=ml,app%3Dname=a%2Cb, broken ,=x,empty=")
+    assert entries == {"team": "ml", "app=name": "a,b", "empty": ""}
+    assert malformed == ["broken", "=x"]
+
+
+def test_resource_attributes_map_to_portkey_names():
+    assert md.from_resource(
+        {"deployment.environment.name": "prod", "deployment.environment": "old", "service.name": "api"}
+    ) == {
+        "_environment": "prod",
+        "service": "api",
+    }
+    assert md.from_resource({"deployment.environment": "staging"}) == {"_environment": "staging"}

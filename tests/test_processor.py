@@ -1,0 +1,68 @@
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor, portkey_metadata
+
+
+def processors(provider):
+    return [
+        p for p in provider._active_span_processor._span_processors if isinstance(p, PortkeySpanProcessor)
+    ]
+
+
+def test_every_span_in_a_metadata_block_carries_it(spans):
+    provider = TracerProvider()
+    processor = PortkeySpanProcessor()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with (
+        portkey_metadata(_user="u1", session="s1"),
+        tracer.start_as_current_span("outer") as outer,
+        tracer.start_as_current_span("inner") as inner,
+    ):
+        pass
+    plain = tracer.start_span("plain")
+    plain.end()
+    for span in (outer, inner):
+        assert span.attributes["portkey.metadata._user"] == "u1"
+        assert span.attributes["portkey.metadata.session"] == "s1"
+    assert not [k for k in plain.attributes if k.startswith("portkey.")]
+
+
+def test_the_live_span_registry_is_empty_after_10000_spans():
+    provider = TracerProvider()
+    processor = PortkeySpanProcessor()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(10_000):
+        with tracer.start_as_current_span(f"s{i}") as span:
+            assert processor.span_name_of(span.get_span_context().span_id) == f"s{i}"
+    assert processor.live_span_count == 0
+
+
+def test_the_registry_is_bounded_for_spans_that_never_end():
+    processor = PortkeySpanProcessor(max_live_spans=100)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    leaked = [tracer.start_span(f"s{i}") for i in range(500)]
+    assert processor.live_span_count == 100
+    assert processor.span_name_of(leaked[-1].get_span_context().span_id) is None
+
+
+def test_the_instrumentor_adds_the_processor_once_across_cycles(model_server):
+    provider = trace.get_tracer_provider()
+    before = len(processors(provider))
+    for _ in range(5):
+        PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model_server.port}"])
+        PortkeyInstrumentor().uninstrument()
+    assert len(processors(provider)) == max(before, 1)
+
+
+def test_a_processor_added_by_hand_is_reused():
+    provider = TracerProvider()
+    mine = PortkeySpanProcessor()
+    provider.add_span_processor(mine)
+    PortkeyInstrumentor().instrument(tracer_provider=provider)
+    PortkeyInstrumentor().uninstrument()
+    assert processors(provider) == [mine]
