@@ -105,3 +105,48 @@ def bridge(model_server: ScriptedModelServer) -> Iterator[PortkeyInstrumentor]:
     instrumentor.instrument(gateway_urls=[f"http://127.0.0.1:{model_server.port}"])
     yield instrumentor
     instrumentor.uninstrument()
+
+
+PORTKEY_STANDIN_KEY = "pk-standin-0123456789"
+
+
+@pytest.fixture(scope="session")
+def go_binaries() -> dict[str, str]:
+    from components import ComponentUnavailable, build_components
+
+    try:
+        return build_components()
+    except ComponentUnavailable as error:
+        skip_or_fail(str(error))
+        raise
+
+
+@pytest.fixture(scope="session")
+def jaeger(go_binaries):
+    from components import Jaeger
+
+    server = Jaeger(go_binaries["JAEGER"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def portkey_standin():
+    """Stands in for Portkey's OTLP endpoint: checks the path, the API key and the protobuf payload."""
+    from otel_portkey.testing.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver(
+        required_headers={"x-portkey-api-key": PORTKEY_STANDIN_KEY}, path="/v1/otel/v1/traces"
+    ) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def collector(go_binaries, jaeger, portkey_standin):
+    from components import Collector
+
+    server = Collector(
+        go_binaries["OTELCOL"], jaeger.otlp_grpc, f"{portkey_standin.endpoint}/v1/otel", PORTKEY_STANDIN_KEY
+    )
+    yield server
+    server.stop()

@@ -89,13 +89,18 @@ def decode_spans(payload: bytes) -> list[ReceivedSpan]:
 
 
 class OtlpReceiver:
-    """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL)."""
+    """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL).
 
-    def __init__(self, required_headers: dict[str, str] | None = None) -> None:
+    ``path`` is where exports are accepted (Portkey's is ``/v1/otel/v1/traces``); with
+    ``required_headers`` an export missing one of them is answered 401 and kept in ``rejected``.
+    """
+
+    def __init__(self, required_headers: dict[str, str] | None = None, path: str = "/v1/traces") -> None:
         self.exports: list[ReceivedExport] = []
         self.rejected: list[ReceivedExport] = []
         self._lock = threading.Lock()
         self._required = {k.lower(): v for k, v in (required_headers or {}).items()}
+        self.path = path
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,7 +114,7 @@ class OtlpReceiver:
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                ok_path = self.path == "/v1/traces"
+                ok_path = self.path == receiver.path
                 ok_headers = all(headers.get(k) == v for k, v in receiver._required.items())
                 try:
                     spans = decode_spans(body) if ok_path else []

@@ -1,0 +1,150 @@
+"""Jaeger v2 and the OpenTelemetry Collector, built from source with Go (components/build.sh),
+run on free loopback ports by the test fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from otel_portkey.testing.gateway import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT / "components" / "build.sh"
+JAEGER_CONFIG = ROOT / "components" / "jaeger-test-config.yaml"
+COLLECTOR_CONFIG = ROOT / "collector-config.yaml"
+
+
+class ComponentUnavailable(RuntimeError):
+    pass
+
+
+def build_components(timeout: float = 2700) -> dict[str, str]:
+    """Build (or find cached) the pinned binaries; returns {"JAEGER": path, "OTELCOL": path}."""
+    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
+        raise ComponentUnavailable("Go is needed to build Jaeger and the Collector (not found)")
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise ComponentUnavailable(f"components/build.sh failed: {result.stderr.strip()[-1500:]}")
+    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return {"JAEGER": paths["JAEGER"], "OTELCOL": paths["OTELCOL"]}
+
+
+def _wait_http(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ComponentUnavailable(
+                f"exited early: {process.stdout.read() if process.stdout else ''}"[-2000:]
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.1)
+    raise ComponentUnavailable(f"{url} did not answer within {timeout} s")
+
+
+class _Process:
+    def __init__(self, command: list[str], env: dict[str, str], ready_url: str) -> None:
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            _wait_http(ready_url, self.process)
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+class Jaeger(_Process):
+    """Jaeger v2 all-in-one, in-memory storage, every port on 127.0.0.1."""
+
+    def __init__(self, binary: str) -> None:
+        self.ports = {
+            name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "QUERY_HTTP", "QUERY_GRPC", "HEALTH")
+        }
+        env = {f"JAEGER_{name}_PORT": str(port) for name, port in self.ports.items()}
+        super().__init__(
+            [binary, f"--config={JAEGER_CONFIG}"], env, f"http://127.0.0.1:{self.ports['HEALTH']}/status"
+        )
+
+    @property
+    def otlp_grpc(self) -> str:
+        return f"127.0.0.1:{self.ports['OTLP_GRPC']}"
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['OTLP_HTTP']}"
+
+    def trace(self, trace_id: str, timeout: float = 20) -> list[dict[str, Any]]:
+        """The spans of one trace from ``GET /api/v3/traces/{id}`` (OTLP-JSON), waiting for them to land."""
+        url = f"http://127.0.0.1:{self.ports['QUERY_HTTP']}/api/v3/traces/{trace_id}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.load(response)
+                return [
+                    span
+                    for resource_spans in body["result"]["resourceSpans"]
+                    for scope_spans in resource_spans["scopeSpans"]
+                    for span in scope_spans["spans"]
+                ]
+            except urllib.error.HTTPError as error:
+                if error.code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+class Collector(_Process):
+    """The Collector distribution running the shipped collector-config.yaml on loopback ports."""
+
+    def __init__(self, binary: str, jaeger_otlp_grpc: str, portkey_endpoint: str, api_key: str) -> None:
+        self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
+        env = {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
+            "OTELCOL_METRICS_LEVEL": "none",
+            "JAEGER_OTLP_GRPC_ENDPOINT": jaeger_otlp_grpc,
+            "PORTKEY_OTLP_ENDPOINT": portkey_endpoint,
+            "PORTKEY_API_KEY": api_key,
+        }
+        super().__init__(
+            [binary, f"--config={COLLECTOR_CONFIG}"], env, f"http://127.0.0.1:{self.health_port}/"
+        )
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def attribute(span: dict[str, Any], key: str) -> Any:
+    """An attribute of an OTLP-JSON span, as its Python value."""
+    for item in span.get("attributes", []):
+        if item["key"] == key:
+            value = item["value"]
+            for kind in ("stringValue", "intValue", "boolValue", "doubleValue"):
+                if kind in value:
+                    return int(value[kind]) if kind == "intValue" else value[kind]
+    return None
