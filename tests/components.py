@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -57,14 +58,19 @@ def _wait_http(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
 
 class _Process:
     def __init__(self, command: list[str], env: dict[str, str], ready_url: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(mode="w+", prefix="otel-portkey-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, text=True
         )
         try:
             _wait_http(ready_url, self.process)
         except Exception:
             self.stop()
             raise
+
+    def log(self) -> str:
+        """What the process printed so far."""
+        return Path(self._log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -74,6 +80,7 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self._log.close()
 
 
 class Jaeger(_Process):
@@ -107,8 +114,8 @@ class Jaeger(_Process):
                 return [
                     span
                     for resource_spans in body["result"]["resourceSpans"]
-                    for scope_spans in resource_spans["scopeSpans"]
-                    for span in scope_spans["spans"]
+                    for scope_spans in resource_spans.get("scopeSpans", [])
+                    for span in scope_spans.get("spans", [])  # a span stored twice leaves an empty entry
                 ]
             except urllib.error.HTTPError as error:
                 if error.code != 404 or time.monotonic() > deadline:

@@ -13,10 +13,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from . import agent_script
+from ._server import LoopbackServer
 
 MODEL = "gpt-4o"
 
@@ -53,16 +54,13 @@ class _State:
 class ScriptedModelServer:
     """Run with ``with ScriptedModelServer() as model: ... model.base_url``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._state = _State()
-        handler = type("Handler", (_Handler,), {"state": self._state})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(type("Handler", (_Handler,), {"state": self._state}), port)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -110,15 +108,11 @@ class ScriptedModelServer:
             self._state.faults.extend([fault] * count)
 
     def start(self) -> ScriptedModelServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-model", daemon=True)
-        self._thread.start()
+        self._server.start("scripted-model")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> ScriptedModelServer:
         return self.start()

@@ -11,13 +11,15 @@ import gzip
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from ._server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -131,14 +133,12 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(Handler)
 
     @property
     def endpoint(self) -> str:
         """Base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (spans go to ``<endpoint>/v1/traces``)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -154,13 +154,11 @@ class OtlpReceiver:
         return self.spans
 
     def start(self) -> OtlpReceiver:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="otlp-receiver")
-        self._thread.start()
+        self._server.start("otlp-receiver")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> OtlpReceiver:
         return self.start()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import http.client
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from ._server import LoopbackServer
 
 _HOP_BY_HOP = {
     "connection",
@@ -79,21 +81,19 @@ class RecordingProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = _relay
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: use it where the gateway's root URL would go."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def start(self) -> RecordingProxy:
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="recording-proxy").start()
+        self._server.start("recording-proxy")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> RecordingProxy:
         return self.start()
