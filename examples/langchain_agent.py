@@ -1,6 +1,6 @@
 """The LangChain + Portkey recipe's agent, traced end to end with OpenTelemetry.
 
-    opentelemetry-instrument python examples/langchain_agent.py
+    opentelemetry-instrument python examples/langchain_agent.py ["another question"]
 
 Nothing here mentions otel-portkey: under ``opentelemetry-instrument`` the bridge adds the OTel
 trace's ids to every gateway call and Portkey's answers to every HTTP span.
@@ -18,6 +18,7 @@ Settings (environment):
 from __future__ import annotations
 
 import os
+import sys
 
 from langchain.agents import create_agent
 from langchain_core.tools import tool
@@ -52,7 +53,7 @@ def portkey_headers() -> dict[str, str]:
     return createHeaders(**{key: value for key, value in options.items() if value})
 
 
-def main() -> str:
+def main(question: str = QUESTION) -> str:
     llm = ChatOpenAI(
         model=os.environ.get("OPENAI_MODEL", "gpt-4o"),
         base_url=os.environ.get("PORTKEY_GATEWAY_URL", "http://localhost:8787/v1"),
@@ -63,11 +64,11 @@ def main() -> str:
     agent = create_agent(llm, tools=[multiply, exponentiate])
     tracer = trace.get_tracer("examples.langchain_agent")
     with tracer.start_as_current_span("seed agent run"):
-        result = agent.invoke({"messages": [("user", QUESTION)]})
+        result = agent.invoke({"messages": [("user", question)]})
     answer = str(result["messages"][-1].content)
     print(answer)
     return answer
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

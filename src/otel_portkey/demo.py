@@ -1,28 +1,34 @@
 """``otel-portkey demo``: the seed agent through a real Portkey gateway, seen from both worlds.
 
 Offline by default: a scripted model stands in for the LLM provider, the OSS Portkey gateway
-runs on loopback, a recording hop in front of it keeps what the gateway received, and an OTLP
-receiver collects what OpenTelemetry exported. The agent runs in a child process under
-``opentelemetry-instrument``, exactly as a user's app would.
+runs on loopback (or, without Node.js, a clearly labelled built-in stand-in), a recording hop in
+front of it keeps what the gateway received, and an OTLP receiver collects what OpenTelemetry
+exported. The agent runs in a child process under ``opentelemetry-instrument``, exactly as a
+user's app would. Every process and server it starts is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import headers as h
-from .testing.gateway import GATEWAY_VERSION, OssGateway
+from .config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
+from .testing.gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
 from .testing.model_server import ScriptedModelServer
 from .testing.otlp_receiver import OtlpReceiver, ReceivedSpan
 from .testing.recording_proxy import RecordingProxy
+from .testing.standin_gateway import PortkeyStandIn
+
+Progress = Callable[[str], None]
 
 AGENT_SCRIPT = "langchain_agent.py"
 
@@ -58,6 +64,7 @@ class DemoResult:
     calls: list[LlmCall]
     spans: list[ReceivedSpan] = field(repr=False)
     seconds: float = 0.0
+    jaeger_link: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +72,7 @@ class DemoResult:
             "trace_id": self.trace_id,
             "gateway": self.gateway,
             "seconds": round(self.seconds, 3),
+            "jaeger_link": self.jaeger_link,
             "all_correlated": all(call.correlated for call in self.calls),
             "calls": [dict(asdict(call), correlated=call.correlated) for call in self.calls],
             "spans": [
@@ -79,6 +87,17 @@ class DemoResult:
         }
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``otel-portkey demo`` was asked to do."""
+
+    otlp_endpoint: str | None = None  # also export the spans to this OTLP/HTTP endpoint
+    gateway_url: str | None = None  # use this running gateway instead of starting one
+    live: bool = False  # hosted Portkey and a real provider
+    question: str | None = None
+    port: int | None = None  # where to start the OSS gateway (default: a free port)
+
+
 def agent_script() -> Path:
     """The seed agent example: packaged with the wheel, or the repository's ``examples/``."""
     packaged = Path(__file__).with_name("_examples") / AGENT_SCRIPT
@@ -90,21 +109,71 @@ def agent_script() -> Path:
     raise DemoError(f"the demo agent ({AGENT_SCRIPT}) is missing from this installation")
 
 
-@contextlib.contextmanager
-def _peers() -> Iterator[tuple[ScriptedModelServer, OssGateway, RecordingProxy, OtlpReceiver]]:
-    with contextlib.ExitStack() as stack:
-        model = stack.enter_context(ScriptedModelServer())
-        gateway = stack.enter_context(OssGateway())
-        hop = stack.enter_context(RecordingProxy(gateway.url))
-        receiver = stack.enter_context(OtlpReceiver())
-        yield model, gateway, hop, receiver
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def run_demo(timeout: float = 180.0) -> DemoResult:
-    """Run the seed agent once, offline, and collect both views of its trace."""
+def _start_gateway(stack: contextlib.ExitStack, options: DemoOptions, progress: Progress) -> tuple[str, str]:
+    """(gateway root URL, label) for the gateway the agent will call."""
+    if options.live:
+        return HOSTED_GATEWAY, "hosted Portkey gateway"
+    if options.gateway_url:
+        return options.gateway_url.rstrip("/").removesuffix("/v1"), f"gateway at {options.gateway_url}"
+    if options.port is not None and not _port_is_free(options.port):
+        raise DemoError(
+            f"port {options.port} is busy: choose another with --port, or stop what listens there"
+        )
+    if node_binary() is None:
+        progress("Node.js not found: starting the built-in Portkey stand-in")
+        standin = stack.enter_context(PortkeyStandIn(options.port or 0))
+        return standin.url, standin.label
+    progress(f"Starting the OSS Portkey gateway {GATEWAY_VERSION} (installed with npm on first use)")
+    try:
+        gateway = stack.enter_context(OssGateway(port=options.port))
+    except GatewayUnavailable as error:
+        raise DemoError(f"the OSS Portkey gateway did not start: {error}") from error
+    return gateway.url, f"OSS Portkey gateway {GATEWAY_VERSION}"
+
+
+def _check_live() -> None:
+    if not os.environ.get("PORTKEY_API_KEY"):
+        raise DemoError("--live needs PORTKEY_API_KEY (your Portkey API key)")
+    if not (os.environ.get("OPENAI_API_KEY") or os.environ.get("PORTKEY_VIRTUAL_KEY")):
+        raise DemoError("--live needs a provider key: OPENAI_API_KEY, or a PORTKEY_VIRTUAL_KEY")
+
+
+def run_demo(
+    options: DemoOptions | None = None, progress: Progress | None = None, timeout: float = 180.0
+) -> DemoResult:
+    """Run the seed agent once and collect both views of its trace; raise :class:`DemoError`."""
+    options = options or DemoOptions()
+    say = progress or (lambda message: None)
+    if options.live:
+        _check_live()
     started = time.monotonic()
-    with _peers() as (model, _gateway, hop, receiver):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+    with contextlib.ExitStack() as stack:
+        gateway_url, label = _start_gateway(stack, options, say)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        for name in (
+            "OTEL_PORTKEY_JAEGER_UI_URL",
+            "OTEL_PORTKEY_METADATA",
+            "OTEL_PORTKEY_TRACE_URL_TEMPLATE",
+        ):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        hop: RecordingProxy | None = None
+        if gateway_url.startswith("http://"):
+            hop = stack.enter_context(RecordingProxy(gateway_url))
+            gateway_url = hop.url
+        if not options.live:
+            model = stack.enter_context(ScriptedModelServer())
+            env.update(PORTKEY_CUSTOM_HOST=model.base_url, PORTKEY_PROVIDER="openai")
+        receiver = stack.enter_context(OtlpReceiver(forward_to=options.otlp_endpoint))
         env.update(
             OTEL_SERVICE_NAME="otel-portkey-demo",
             OTEL_TRACES_EXPORTER="otlp",
@@ -113,31 +182,34 @@ def run_demo(timeout: float = 180.0) -> DemoResult:
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_BSP_SCHEDULE_DELAY="100",
-            PORTKEY_GATEWAY_URL=f"{hop.url}/v1",
-            PORTKEY_CUSTOM_HOST=model.base_url,
+            PORTKEY_GATEWAY_URL=f"{gateway_url}/v1",
         )
+        say("Running the seed agent under opentelemetry-instrument")
         instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+        command = [str(instrument), sys.executable, str(agent_script())]
+        if options.question:
+            command.append(options.question)
         process = subprocess.run(
-            [str(instrument), sys.executable, str(agent_script())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
         if process.returncode != 0:
             last = (process.stderr.strip().splitlines() or ["no output"])[-1]
             raise DemoError(f"the agent failed: {last}")
         spans = receiver.wait_for(lambda s: any(not x.parent_span_id for x in s), timeout=10)
-        received = list(hop.requests)
-    return _result(process.stdout.strip().splitlines()[-1], spans, received, started)
+        received = list(hop.requests) if hop is not None else None
+    answer = (process.stdout.strip().splitlines() or [""])[-1]
+    return _result(answer, spans, received, label, started)
 
 
-def _result(answer: str, spans: list[ReceivedSpan], received: list[Any], started: float) -> DemoResult:
+def _result(
+    answer: str, spans: list[ReceivedSpan], received: list[Any] | None, gateway: str, started: float
+) -> DemoResult:
     by_id = {span.span_id: span for span in spans}
+    if received is None:  # no recording hop (TLS to hosted Portkey): what the spans say was sent
+        received = [_SentFromSpan(span, by_id) for span in spans if h.ATTR_SPAN_ID in span.attributes]
     calls = []
     for request in received:
-        sent = {k: v for k, v in request.headers.items() if k.startswith(h.PORTKEY_PREFIX) and k in _SHOWN}
+        sent = {k: v for k, v in request.headers.items() if k in _SHOWN}
         http_span = by_id.get(sent.get(h.PARENT_SPAN_ID, ""))
         caller = by_id.get(http_span.parent_span_id) if http_span else None
         calls.append(
@@ -155,9 +227,22 @@ def _result(answer: str, spans: list[ReceivedSpan], received: list[Any], started
         )
     roots = [s for s in spans if not s.parent_span_id]
     trace_id = roots[0].trace_id if roots else ""
-    return DemoResult(
-        answer, trace_id, f"OSS Portkey gateway {GATEWAY_VERSION}", calls, spans, time.monotonic() - started
-    )
+    jaeger = os.environ.get("OTEL_PORTKEY_JAEGER_UI_URL", "").rstrip("/")
+    link = f"{jaeger}/trace/{trace_id}" if jaeger and trace_id else None
+    return DemoResult(answer, trace_id, gateway, calls, spans, time.monotonic() - started, link)
+
+
+class _SentFromSpan:
+    """The headers a call carried, rebuilt from its span when no hop could record them."""
+
+    def __init__(self, span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> None:
+        caller = by_id.get(span.parent_span_id)
+        self.headers = {
+            h.TRACE_ID: span.trace_id,
+            h.PARENT_SPAN_ID: span.span_id,
+            h.SPAN_ID: str(span.attributes.get(h.ATTR_SPAN_ID, "")),
+            h.SPAN_NAME: caller.name if caller else "",
+        }
 
 
 _SHOWN = (h.TRACE_ID, h.PARENT_SPAN_ID, h.SPAN_ID, h.SPAN_NAME, h.METADATA)
@@ -205,3 +290,5 @@ def render(result: DemoResult) -> None:
         f"{correlated} of {len(result.calls)} LLM calls carry OTel trace [bold]{result.trace_id}[/bold] "
         f"into Portkey, which echoed it back. ({result.seconds:.1f} s)"
     )
+    if result.jaeger_link:
+        console.print(f"Jaeger: {result.jaeger_link}")

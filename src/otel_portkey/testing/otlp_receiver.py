@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -94,15 +95,23 @@ class OtlpReceiver:
     """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL).
 
     ``path`` is where exports are accepted (Portkey's is ``/v1/otel/v1/traces``); with
-    ``required_headers`` an export missing one of them is answered 401 and kept in ``rejected``.
+    ``required_headers`` an export missing one of them is answered 401 and kept in ``rejected``;
+    with ``forward_to`` (an OTLP/HTTP base URL) each accepted export is relayed there too.
     """
 
-    def __init__(self, required_headers: dict[str, str] | None = None, path: str = "/v1/traces") -> None:
+    def __init__(
+        self,
+        required_headers: dict[str, str] | None = None,
+        path: str = "/v1/traces",
+        forward_to: str | None = None,
+    ) -> None:
         self.exports: list[ReceivedExport] = []
         self.rejected: list[ReceivedExport] = []
         self._lock = threading.Lock()
         self._required = {k.lower(): v for k, v in (required_headers or {}).items()}
         self.path = path
+        self.forward_to = forward_to
+        self.forward_failures = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,6 +134,8 @@ class OtlpReceiver:
                 export = ReceivedExport(self.path, headers, spans)
                 with receiver._lock:
                     (receiver.exports if ok_path and ok_headers else receiver.rejected).append(export)
+                if ok_path and ok_headers and receiver.forward_to:
+                    receiver._forward(body)
                 status = 200 if ok_path and ok_headers else (401 if ok_path else 404)
                 data = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
                 self.send_response(status)
@@ -134,6 +145,20 @@ class OtlpReceiver:
                 self.wfile.write(data)
 
         self._server = LoopbackServer(Handler)
+
+    def _forward(self, payload: bytes) -> None:
+        """Relay an accepted export to ``<forward_to>/v1/traces`` (best effort, failures counted)."""
+        request = urllib.request.Request(
+            f"{self.forward_to}/v1/traces",
+            data=payload,
+            headers={"content-type": "application/x-protobuf"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except OSError:
+            self.forward_failures += 1
 
     @property
     def endpoint(self) -> str:

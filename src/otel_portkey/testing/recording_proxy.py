@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ._server import LoopbackServer
 
-_HOP_BY_HOP = {
+HOP_BY_HOP = {
     "connection",
     "keep-alive",
     "transfer-encoding",
@@ -35,6 +35,26 @@ class ForwardedRequest:
     path: str
     headers: dict[str, str]
     status: int
+
+
+def relay_response(
+    handler: BaseHTTPRequestHandler,
+    response: http.client.HTTPResponse,
+    extra_headers: dict[str, str] | None = None,
+) -> None:
+    """Send an upstream response on through ``handler``, chunk by chunk (streams stay streams)."""
+    handler.send_response(response.status)
+    for key, value in response.getheaders():
+        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+            handler.send_header(key, value)
+    for key, value in (extra_headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("transfer-encoding", "chunked")
+    handler.end_headers()
+    while chunk := response.read1(65536):
+        handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        handler.wfile.flush()
+    handler.wfile.write(b"0\r\n\r\n")
 
 
 class RecordingProxy:
@@ -59,23 +79,14 @@ class RecordingProxy:
                     target.hostname or "127.0.0.1", target.port, timeout=120
                 )
                 try:
-                    forward = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                    forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                     upstream.request(self.command, self.path, body=body or None, headers=forward)
                     response = upstream.getresponse()
                     with lock:
                         proxy.requests.append(
                             ForwardedRequest(self.command, self.path, headers, response.status)
                         )
-                    self.send_response(response.status)
-                    for key, value in response.getheaders():
-                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    self.send_header("transfer-encoding", "chunked")
-                    self.end_headers()
-                    while chunk := response.read1(65536):
-                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                        self.wfile.flush()
-                    self.wfile.write(b"0\r\n\r\n")
+                    relay_response(self, response)
                 finally:
                     upstream.close()
 

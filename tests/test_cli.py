@@ -1,0 +1,215 @@
+"""``otel-portkey demo`` and ``otel-portkey doctor``, run as a user runs them."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from otel_portkey.doctor import diagnose
+from otel_portkey.testing import ANSWER
+from otel_portkey.testing.gateway import free_port
+from otel_portkey.testing.otlp_receiver import OtlpReceiver
+
+CLI = str(Path(sys.executable).with_name("otel-portkey"))
+
+
+def demo(*args, env=None, timeout=240):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [CLI, "demo", *args], env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def gateway_processes(port):
+    found = subprocess.run(
+        ["pgrep", "-f", f"start-server.js --port={port}"], capture_output=True, text=True, check=False
+    )
+    return found.stdout.split()
+
+
+def assert_correlated(result):
+    assert result["answer"] == f"The result is {ANSWER:,}."
+    assert result["all_correlated"] is True
+    assert len(result["calls"]) == 4
+    for call in result["calls"]:
+        assert call["sent"]["x-portkey-trace-id"] == call["otel_trace_id"] == result["trace_id"]
+        assert call["sent"]["x-portkey-parent-span-id"] == call["http_span_id"]
+        assert call["answered"]["portkey.trace_id"] == result["trace_id"]
+        assert call["sent"]["x-portkey-span-name"] == call["caller"] == "chat gpt-4o"
+
+
+def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway is installed
+    port = free_port()
+    run = demo("--json", "--port", str(port))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert_correlated(result)
+    assert result["gateway"] == "OSS Portkey gateway 1.15.2"
+    assert {"seed agent run", "invoke_agent", "execute_tool multiply"} <= {s["name"] for s in result["spans"]}
+    assert gateway_processes(port) == []
+
+
+def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
+    run = demo(env={"OTEL_PORTKEY_JAEGER_UI_URL": "http://localhost:16686", "COLUMNS": "200"})
+    assert run.returncode == 0, run.stderr
+    assert f"Answer: The result is {ANSWER:,}." in run.stdout
+    assert "4 of 4 LLM calls carry OTel trace" in run.stdout
+    assert run.stdout.count("ids equal") == 4
+    assert "Jaeger: http://localhost:16686/trace/" in run.stdout
+    assert "jaeger_trace" in run.stdout  # the back-link went into the metadata the gateway received
+
+
+def test_demo_without_node_uses_the_labelled_stand_in(tmp_path):
+    run = demo("--json", env={"PATH": str(tmp_path)})  # no node, no npm
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert "stand-in" in result["gateway"]
+    assert "not the real gateway" in result["gateway"]
+    assert_correlated(result)
+
+
+def test_demo_also_exports_to_an_otlp_endpoint(oss_gateway):
+    with OtlpReceiver() as collector:
+        run = demo("--json", "--otlp-endpoint", collector.endpoint)
+        assert run.returncode == 0, run.stderr
+        trace_id = json.loads(run.stdout)["trace_id"]
+        spans = collector.wait_for(lambda s: any(x.name == "seed agent run" for x in s))
+    assert {s.trace_id for s in spans} == {trace_id}
+
+
+def test_demo_with_a_running_gateway(oss_gateway):
+    run = demo("--json", "--gateway-url", oss_gateway.base_url)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["gateway"] == f"gateway at {oss_gateway.base_url}"
+    assert_correlated(result)
+
+
+def test_a_busy_port_is_one_clear_sentence():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = demo("--port", str(port))
+    assert run.returncode == 1
+    assert (
+        run.stderr.strip()
+        == f"otel-portkey demo: port {port} is busy: choose another with --port, or stop what listens there"
+    )
+    assert gateway_processes(port) == []
+
+
+def test_a_gateway_that_cannot_be_installed_is_one_clear_sentence(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "node").symlink_to(
+        subprocess.check_output(["which", "node"], text=True).strip()
+    )  # node, no npm
+    run = demo(env={"PATH": str(bin_dir), "OTEL_PORTKEY_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(
+        "otel-portkey demo: the OSS Portkey gateway did not start: Node.js and npm are needed"
+    )
+
+
+def test_live_without_keys_refuses_clearly():
+    run = demo("--live")
+    assert run.returncode == 1
+    assert run.stderr.strip() == "otel-portkey demo: --live needs PORTKEY_API_KEY (your Portkey API key)"
+    run = demo("--live", env={"PORTKEY_API_KEY": "pk"})
+    assert "needs a provider key" in run.stderr
+
+
+def test_ctrl_c_stops_everything(oss_gateway):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+    process = subprocess.Popen(
+        [CLI, "demo", "--json", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not gateway_processes(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gateway_processes(port), "the gateway started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted" in stderr
+    time.sleep(0.5)
+    assert gateway_processes(port) == []
+
+
+def test_doctor_all_good(oss_gateway):
+    with OtlpReceiver() as collector:
+        report = diagnose(
+            {
+                "PORTKEY_GATEWAY_URL": oss_gateway.base_url,
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                "PORTKEY_API_KEY": "pk-very-secret-value",
+                "OTEL_PORTKEY_METADATA": "team=search",
+            }
+        )
+    text = report.text()
+    assert report.problems == []
+    assert "pk-very-secret-value" not in text
+    assert "PORTKEY_API_KEY=<set, 20 chars>" in text
+    assert f"gateway {oss_gateway.base_url}: reachable" in text
+    assert "the bridge (otel_portkey) would be active" in text
+    assert "x-portkey-trace-id: 4bf92f3577b34da6a3ce929d0e0e4736" in text
+    assert 'x-portkey-metadata: {"team":"search"}' in text
+    assert "All good" in text
+
+
+def test_doctor_names_each_problem_with_a_fix():
+    dead = f"http://127.0.0.1:{free_port()}"
+    report = diagnose(
+        {
+            "OTEL_PORTKEY_GATEWAY_URLS": f"{dead},ftp://nope",
+            "OTEL_PORTKEY_TRACE_ID_POLICY": "clobber",
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_portkey",
+            "OTEL_TRACES_EXPORTER": "otlp,portkey",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": dead,
+            "OTEL_EXPORTER_PORTKEY_ENDPOINT": dead,
+        }
+    )
+    problems = dict(report.problems)
+    assert any("ftp://nope" in what for what in problems)
+    assert any("clobber" in what for what in problems)
+    assert problems["the bridge is disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].startswith(
+        "remove otel_portkey"
+    )
+    assert problems[f"gateway {dead} is not reachable (Connection refused)"].startswith("start it")
+    assert "PORTKEY_API_KEY is not set" in " ".join(problems)
+    assert any(what.startswith(f"the OTLP endpoint {dead}") for what in problems)
+
+
+def test_doctor_exit_codes():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+    bad = subprocess.run(
+        [CLI, "doctor"],
+        env={**env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "fix:" in bad.stdout
+    with OtlpReceiver() as collector:
+        good = subprocess.run(
+            [CLI, "doctor"],
+            env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert good.returncode == 0, good.stdout
