@@ -29,5 +29,17 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest
 
+# Benchmarks, with the peers' instrumentations in a virtualenv of their own (OpenLLMetry's openai
+# instrumentation registers an `openai` entry point that would clash with the GenAI one in .venv).
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed-stamp: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_VENV)/.installed-stamp
+	$(BENCH_VENV)/bin/python benchmarks/run.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache

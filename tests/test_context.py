@@ -11,15 +11,15 @@ from otel_portkey.context import context_metadata
 def test_nested_blocks_merge_and_inner_wins():
     with portkey_metadata(_user="u1", session="s1"):
         with portkey_metadata({"session": "s2"}, step=3):
-            assert context_metadata() == {"_user": "u1", "session": "s2", "step": "3"}
-        assert context_metadata() == {"_user": "u1", "session": "s1"}
-    assert context_metadata() == {}
+            assert dict(context_metadata()) == {"_user": "u1", "session": "s2", "step": "3"}
+        assert dict(context_metadata()) == {"_user": "u1", "session": "s1"}
+    assert dict(context_metadata()) == {}
 
 
 def test_metadata_follows_asyncio_tasks():
     async def child():
         await asyncio.sleep(0)
-        return context_metadata()
+        return dict(context_metadata())
 
     async def main():
         async with portkey_metadata(session="async"):
@@ -31,8 +31,8 @@ def test_metadata_follows_asyncio_tasks():
 def test_metadata_follows_copied_contexts_into_thread_pools():
     with portkey_metadata(session="threads"), ThreadPoolExecutor(4) as pool:
         ctx = contextvars.copy_context()
-        results = [pool.submit(ctx.copy().run, context_metadata).result() for _ in range(8)]
-        bare = pool.submit(context_metadata).result()
+        results = [pool.submit(lambda: dict(ctx.copy().run(context_metadata))).result() for _ in range(8)]
+        bare = dict(pool.submit(context_metadata).result())
     assert results == [{"session": "threads"}] * 8
     assert bare == {}
 
@@ -40,9 +40,9 @@ def test_metadata_follows_copied_contexts_into_thread_pools():
 def test_enduser_id_in_baggage_becomes_the_portkey_user():
     token = context.attach(baggage.set_baggage("enduser.id", "alice"))
     try:
-        assert context_metadata() == {"_user": "alice"}
+        assert dict(context_metadata()) == {"_user": "alice"}
         with portkey_metadata(_user="bob"):
-            assert context_metadata()["_user"] == "bob"
+            assert dict(context_metadata())["_user"] == "bob"
     finally:
         context.detach(token)
 
@@ -50,14 +50,14 @@ def test_enduser_id_in_baggage_becomes_the_portkey_user():
 def test_unrelated_baggage_is_not_metadata():
     token = context.attach(baggage.set_baggage("tenant", "t1"))
     try:
-        assert context_metadata() == {}
+        assert dict(context_metadata()) == {}
     finally:
         context.detach(token)
 
 
 def test_values_are_made_safe_on_the_way_in():
     with portkey_metadata(n=5, text="a\nb" + "x" * 200):
-        found = context_metadata()
+        found = dict(context_metadata())
     assert found["n"] == "5"
     assert "\n" not in found["text"]
     assert len(found["text"]) == 128

@@ -12,12 +12,13 @@ from types import TracebackType
 from typing import Final
 
 from opentelemetry import baggage, context
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_value
 
 from .metadata import clean_key, clean_value
 
 BAGGAGE_PREFIX: Final = "portkey.metadata."
 ENDUSER_ID: Final = "enduser.id"
+_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 
 
 class portkey_metadata:  # lower case: it reads as a function, ``with portkey_metadata(...):``
@@ -56,11 +57,28 @@ class portkey_metadata:  # lower case: it reads as a function, ``with portkey_me
         self.__exit__(kind, error, tb)
 
 
-def context_metadata(ctx: Context | None = None) -> dict[str, str]:
-    """The Portkey metadata in ``ctx`` (default: the current context); ``enduser.id`` becomes ``_user``."""
-    entries = baggage.get_all(ctx)
-    if not entries:
-        return {}
+MetadataItems = tuple[tuple[str, str], ...]
+_EMPTY: MetadataItems = ()
+# The last baggage seen and the metadata derived from it: spans and calls inside one block share
+# their baggage, so this one-entry cache answers almost every lookup (checked by content).
+_last: tuple[dict[str, object], MetadataItems] = ({}, _EMPTY)
+
+
+def context_metadata(ctx: Context | None = None) -> MetadataItems:
+    """The Portkey metadata in ``ctx`` (default: the current context) as ``(key, value)`` pairs.
+
+    ``enduser.id`` becomes ``_user`` (an explicit ``_user`` entry wins). The result is hashable,
+    so callers can cache what they derive from it.
+    """
+    global _last
+    # Fast path, run for every span the processor sees: the SDK keeps baggage as a plain dict in
+    # the context; reading it directly skips the read-only proxy ``baggage.get_all`` builds.
+    entries = get_value(_BAGGAGE_KEY, ctx) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
+    if not entries or not isinstance(entries, Mapping):
+        return _EMPTY
+    source, items = _last
+    if entries == source:
+        return items
     found: dict[str, str] = {}
     user = entries.get(ENDUSER_ID)
     if user is not None:
@@ -68,4 +86,6 @@ def context_metadata(ctx: Context | None = None) -> dict[str, str]:
     for key, value in entries.items():
         if key.startswith(BAGGAGE_PREFIX):
             found[key[len(BAGGAGE_PREFIX) :]] = str(value)
-    return found
+    items = tuple(found.items())
+    _last = (dict(entries), items)
+    return items

@@ -141,7 +141,7 @@ def diagnose(env: dict[str, str] | None = None) -> Report:
     report.add("A sample call to a gateway would carry (trace 4bf9…4736, HTTP span 00f0…02b7):")
     ids = h.call_ids(SAMPLE_TRACE_ID, SAMPLE_SPAN_ID, new_span_id(), "chat gpt-4o")
     sample = h.headers_to_set(lambda name: None, ids, settings.trace_id_policy)
-    merged = merge(None, {**dict(settings.static_metadata), **context_metadata()})
+    merged = merge(None, {**dict(settings.static_metadata), **dict(context_metadata())})
     if merged.header is not None:
         sample[h.METADATA] = merged.header
     for name, value in sample.items():

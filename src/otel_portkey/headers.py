@@ -6,6 +6,7 @@ so it is tested exhaustively with property tests. The hooks feed it from live sp
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Literal, NamedTuple
 
@@ -71,6 +72,23 @@ def url_matches_gateway(url: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
+def portkey_headers(raw: Iterable[tuple[bytes, bytes]], also: tuple[bytes, ...] = ()) -> dict[str, str]:
+    """The ``x-portkey-*`` headers (and any named in ``also``) of a raw header list, in one pass.
+
+    Names come back lowercased; values are decoded as latin-1 (as httpx does) and repeated
+    headers are joined with ``", "``. Scanning raw bytes once is much cheaper than repeated
+    case-insensitive lookups on an httpx ``Headers`` object, and this runs on every request.
+    """
+    found: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.lower()
+        if name.startswith(b"x-portkey-") or name in also:
+            key = name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            found[key] = f"{found[key]}, {value}" if key in found else value
+    return found
+
+
 def has_portkey_header(names: Iterable[str]) -> bool:
     """True when any header name starts with ``x-portkey-`` (case-insensitive)."""
     return any(name[:10].lower() == PORTKEY_PREFIX for name in names)
@@ -110,10 +128,12 @@ def headers_to_set(
     }
 
 
+@functools.lru_cache(maxsize=256)
 def safe_header_value(value: str, limit: int = 256) -> str:
     """Make a string safe as an HTTP header value: printable ASCII only, at most ``limit`` chars.
 
     Characters outside 0x20-0x7e (CR, LF, NUL, other controls, non-ASCII) become ``?``.
+    Cached: span names repeat, and this runs on every call.
     """
     cleaned = "".join(c if " " <= c <= "~" else "?" for c in value[:limit])
     return cleaned.strip() or "?"

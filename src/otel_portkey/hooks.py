@@ -2,20 +2,26 @@
 
 Sync and async hooks are thin adapters over one implementation, :class:`PortkeyHooks`. Every
 failure inside the bridge is caught and reported once; the user's request always goes on.
+
+This is the hot path of every LLM call, so it is written for speed (see ``benchmarks/``):
+request headers are scanned once as raw bytes, the merged metadata header and its attributes
+are cached per (context metadata, caller header), and the ids sent are recorded on the span at
+request time so the response hook reads no request header at all.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import headers as h
 from . import metadata as md
 from .config import PortkeySettings
-from .context import context_metadata
+from .context import MetadataItems, context_metadata
+from .header_writer import add_absent
 from .ids import new_span_id
 from .streaming import end_span_when_stream_closes, is_event_stream
 from .trace_ids import portkey_trace_ids
@@ -24,6 +30,8 @@ _log = logging.getLogger(__name__)
 _reported: set[str] = set()
 
 SpanNameLookup = Callable[[int], "str | None"]
+_CONTENT_TYPE: Final = b"content-type"
+_MAX_CACHED_MERGES: Final = 256
 
 
 def warn_once(key: str, message: str) -> None:
@@ -42,6 +50,17 @@ def report_once(where: str, error: BaseException) -> None:
     warn_once(f"{where}:{kind}", f"otel-portkey: {where} failed ({kind}); the request goes on without it")
 
 
+class _Merged:
+    """A cached metadata merge: the header to set (None: leave as is) and the span attributes."""
+
+    __slots__ = ("attributes", "caller_header_invalid", "header")
+
+    def __init__(self, merged: md.MergedMetadata) -> None:
+        self.header = merged.header
+        self.caller_header_invalid = merged.caller_header_invalid
+        self.attributes = {h.ATTR_METADATA_PREFIX + key: value for key, value in merged.entries.items()}
+
+
 class PortkeyHooks:
     """Adds Portkey headers to gateway-bound requests and Portkey answers to their spans."""
 
@@ -49,9 +68,10 @@ class PortkeyHooks:
         self._settings = settings
         self._span_name_of = span_name_of
         self._static_metadata = dict(settings.static_metadata)
-        # Metadata derived from the tracer provider's resource, computed once per resource object.
+        # Metadata derived from the tracer provider's resource, recomputed when the resource changes.
         self._resource: object = None
         self._resource_metadata: dict[str, str] = {}
+        self._merges: dict[tuple[MetadataItems, str | None], _Merged] = {}
 
     # The four hooks the httpx instrumentation calls (``RequestInfo`` / ``ResponseInfo`` tuples).
     def request_hook(self, span: Span, request: Any) -> None:
@@ -67,7 +87,7 @@ class PortkeyHooks:
         self.on_response(span, request, response)
 
     def on_request(self, span: Span, request: Any) -> None:
-        """Set ``x-portkey-*`` trace headers on a Portkey-bound request; never raises."""
+        """Set ``x-portkey-*`` headers on a Portkey-bound request; never raises."""
         try:
             self._add_headers(span, request)
         except Exception as error:
@@ -76,7 +96,7 @@ class PortkeyHooks:
     def on_response(self, span: Span, request: Any, response: Any) -> None:
         """Record the gateway's answer on the call's span; never raises."""
         try:
-            self._record_response(span, request, response)
+            self._record_response(span, response)
         except Exception as error:
             report_once("recording the Portkey response", error)
 
@@ -84,57 +104,40 @@ class PortkeyHooks:
         headers = request.headers
         if headers is None:
             return
-        url = request.url
-        if not (
-            h.url_matches_gateway(str(url), self._settings.gateway_prefixes)
-            or h.has_portkey_header(headers.keys())
-        ):
+        present = h.portkey_headers(headers.raw)
+        if not present and not h.url_matches_gateway(str(request.url), self._settings.gateway_prefixes):
             return
         context = span.get_span_context()
         if not context.is_valid:
             return
         name = h.safe_header_value(self._span_name(span, request))
         ids = h.call_ids(context.trace_id, context.span_id, new_span_id(), name)
-        for header, value in h.headers_to_set(headers.get, ids, self._settings.trace_id_policy).items():
-            headers[header] = value
-        portkey_trace_id = headers.get(h.TRACE_ID)
-        if portkey_trace_id != ids.trace_id:
-            portkey_trace_ids.remember(ids.trace_id, portkey_trace_id)
-        self._add_metadata(span, headers, ids.trace_id)
-        if self._settings.trace_url_template is not None and span.is_recording():
-            span.set_attribute(
-                h.ATTR_TRACE_URL, self._settings.trace_url_template.replace("{trace_id}", portkey_trace_id)
-            )
-
-    def _add_metadata(self, span: Span, headers: Any, trace_id: str) -> None:
-        entries = {**self._resource_metadata_of(span), **self._static_metadata, **context_metadata()}
-        if self._settings.jaeger_ui_url is not None:
-            link = f"{self._settings.jaeger_ui_url}/trace/{trace_id}"
-            if len(link) <= md.MAX_VALUE_CHARS:
-                entries.setdefault("jaeger_trace", link)
-            else:
-                _log.debug("otel-portkey: the Jaeger link is longer than 128 characters; not sent")
-        merged = md.merge(headers.get(h.METADATA), entries)
-        if merged.caller_header_invalid:
-            warn_once(
-                "invalid caller metadata",
-                "otel-portkey: a request's x-portkey-metadata is not a JSON object; it is sent as is, "
-                "without context metadata",
-            )
+        new = h.headers_to_set(present.get, ids, self._settings.trace_id_policy)
+        if h.TRACE_ID in new and h.TRACE_ID in present:  # the override policy replaces the caller's
+            headers[h.TRACE_ID] = new.pop(h.TRACE_ID)
+            present[h.TRACE_ID] = ids.trace_id
+        merged = self._merged_metadata(span, present.get(h.METADATA), ids.trace_id)
         if merged.header is not None:
-            headers[h.METADATA] = merged.header
-        if merged.entries and span.is_recording():
-            span.set_attributes(
-                {h.ATTR_METADATA_PREFIX + key: value for key, value in merged.entries.items()}
-            )
-
-    def _resource_metadata_of(self, span: Span) -> dict[str, str]:
-        resource = getattr(span, "resource", None)
-        if resource is not self._resource:
-            attributes = getattr(resource, "attributes", None) or {}
-            self._resource_metadata = md.from_resource(attributes)
-            self._resource = resource
-        return self._resource_metadata
+            if h.METADATA in present:
+                headers[h.METADATA] = merged.header
+            else:
+                new[h.METADATA] = merged.header
+        add_absent(headers, new)
+        present.update(new)
+        trace_id = present[h.TRACE_ID]
+        if trace_id != ids.trace_id:
+            portkey_trace_ids.remember(ids.trace_id, trace_id)
+        if span.is_recording():
+            attributes: dict[str, str] = {
+                **merged.attributes,
+                h.ATTR_TRACE_ID: trace_id,
+                h.ATTR_SPAN_ID: present[h.SPAN_ID],
+            }
+            if self._settings.trace_url_template is not None:
+                attributes[h.ATTR_TRACE_URL] = self._settings.trace_url_template.replace(
+                    "{trace_id}", trace_id
+                )
+            span.set_attributes(attributes)
 
     def _span_name(self, span: Span, request: Any) -> str:
         parent = getattr(span, "parent", None)
@@ -146,17 +149,51 @@ class PortkeyHooks:
         method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
         return h.fallback_span_name(method, request.url.path)
 
-    def _record_response(self, span: Span, request: Any, response: Any) -> None:
-        sent_headers = request.headers
-        if sent_headers is None or not span.is_recording() or not h.has_portkey_header(sent_headers.keys()):
+    def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str) -> _Merged:
+        resource = getattr(span, "resource", None)
+        if resource is not self._resource:
+            self._resource_metadata = md.from_resource(getattr(resource, "attributes", None) or {})
+            self._resource = resource
+            self._merges.clear()
+        context = context_metadata()
+        jaeger = self._settings.jaeger_ui_url
+        if jaeger is None:  # cacheable: nothing per call in the entries
+            key = (context, caller_header)
+            cached = self._merges.get(key)
+            if cached is None:
+                if len(self._merges) >= _MAX_CACHED_MERGES:
+                    self._merges.clear()
+                cached = self._merges[key] = self._merge(context, caller_header, None)
+            return cached
+        return self._merge(context, caller_header, f"{jaeger}/trace/{trace_id}")
+
+    def _merge(self, context: MetadataItems, caller_header: str | None, jaeger_link: str | None) -> _Merged:
+        entries = {**self._resource_metadata, **self._static_metadata, **dict(context)}
+        if jaeger_link is not None:
+            if len(jaeger_link) <= md.MAX_VALUE_CHARS:
+                entries.setdefault("jaeger_trace", jaeger_link)
+            else:
+                _log.debug("otel-portkey: the Jaeger link is longer than 128 characters; not sent")
+        merged = _Merged(md.merge(caller_header, entries))
+        if merged.caller_header_invalid:
+            warn_once(
+                "invalid caller metadata",
+                "otel-portkey: a request's x-portkey-metadata is not a JSON object; it is sent as is, "
+                "without context metadata",
+            )
+        return merged
+
+    def _record_response(self, span: Span, response: Any) -> None:
+        if not span.is_recording():
             return
-        sent = {
-            name: value for name in (h.TRACE_ID, h.SPAN_ID) if (value := sent_headers.get(name)) is not None
-        }
-        response_headers = response.headers
-        attributes = h.response_attributes(response_headers.get, sent)
-        span.set_attributes(attributes)
+        recorded = getattr(span, "attributes", None)
+        if not recorded or h.ATTR_SPAN_ID not in recorded:
+            return  # not a call this bridge sent to a gateway
+        answer = h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,))
+        attributes = h.response_attributes(answer.get, {})
+        if attributes:
+            span.set_attributes(attributes)
         if attributes.get(h.ATTR_GATEWAY_EXCEPTION):
             span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
-        if is_event_stream(response_headers.get("content-type")):
+        if is_event_stream(answer.get("content-type")):
             end_span_when_stream_closes(span, response.stream)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .context import context_metadata
+from .context import MetadataItems, context_metadata
 from .headers import ATTR_METADATA_PREFIX
 
 DEFAULT_MAX_LIVE_SPANS = 10_000
@@ -24,11 +24,17 @@ class PortkeySpanProcessor(SpanProcessor):
     def __init__(self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS) -> None:
         self._max_live_spans = max_live_spans
         self._live: dict[int, Span] = {}
+        self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        entries = context_metadata(parent_context)
-        if entries:
-            span.set_attributes({ATTR_METADATA_PREFIX + key: value for key, value in entries.items()})
+        items = context_metadata(parent_context)
+        if items:
+            attributes = self._attributes.get(items)
+            if attributes is None:
+                if len(self._attributes) >= 256:
+                    self._attributes.clear()
+                attributes = self._attributes[items] = {ATTR_METADATA_PREFIX + k: v for k, v in items}
+            span.set_attributes(attributes)
         live = self._live
         if len(live) < self._max_live_spans:
             live[span.context.span_id] = span

@@ -149,6 +149,7 @@ def completion_message(body: dict[str, Any]) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     state: _State
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

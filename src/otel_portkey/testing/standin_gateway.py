@@ -20,6 +20,7 @@ LABEL = "built-in Portkey stand-in (Node.js not found: not the real gateway)"
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -1,0 +1,56 @@
+"""PortkeySpanProcessor cost per span (on_start + on_end), with and without context metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness import interleave, table, timed
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+from otel_portkey import PortkeySpanProcessor, portkey_metadata
+
+
+def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
+    without, with_processor = TracerProvider(), TracerProvider()
+    with_processor.add_span_processor(PortkeySpanProcessor())
+    tracers = {
+        "no processor": without.get_tracer("b"),
+        "PortkeySpanProcessor": with_processor.get_tracer("b"),
+    }
+    results: dict[str, float] = {}
+    rows = []
+    for label, metadata in (("no metadata", False), ("context metadata", True)):
+        chosen: list[Tracer] = []
+
+        def select(tracer: Tracer, chosen: list[Tracer] = chosen) -> Callable[[], Callable[[], None]]:
+            def setup() -> Callable[[], None]:
+                chosen[:] = [tracer]
+                return lambda: None
+
+            return setup
+
+        def run(chosen: list[Tracer] = chosen, metadata: bool = metadata) -> tuple[float, float]:
+            tracer = chosen[0]
+
+            def one() -> None:
+                tracer.start_span("span").end()
+
+            if metadata:
+                with portkey_metadata(_user="u-1", session="s-1"):
+                    return timed(count, one)
+            return timed(count, one)
+
+        measured = interleave({name: select(tracer) for name, tracer in tracers.items()}, run, rounds)
+        added = measured["PortkeySpanProcessor"][0] - measured["no processor"][0]
+        results[label] = added
+        rows.append(
+            [
+                label,
+                f"{measured['no processor'][0] * 1e9:,.0f} ns",
+                f"{measured['PortkeySpanProcessor'][0] * 1e9:,.0f} ns",
+                f"{added * 1e9:,.0f} ns",
+            ]
+        )
+    header = ["context", "span start+end, no processor", "with PortkeySpanProcessor", "added per span"]
+    return table(f"Span processor ({count} spans x {rounds} rounds, CPU medians)", header, rows), results

@@ -1,0 +1,95 @@
+"""Shared benchmark machinery: interleaved rounds, medians, a model server in its own process."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_portkey.testing.gateway import free_port
+
+
+class DiscardingExporter(SpanExporter):
+    """Exports nothing: the benchmarks measure the app's side, not a backend."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def sdk_provider() -> TracerProvider:
+    """The global SDK provider, set once, with a batch processor as real apps have."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+@contextmanager
+def model_server() -> Iterator[str]:
+    """The scripted model in a child process (its CPU is not the client's); yields its root URL."""
+    port = free_port()
+    code = (
+        "import time\nfrom otel_portkey.testing import ScriptedModelServer\n"
+        f"ScriptedModelServer(port={port}).start()\nprint('ready', flush=True)\ntime.sleep(1e9)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        if process.stdout is None or process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the scripted model server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def interleave(
+    configs: dict[str, Callable[[], Callable[[], None]]],
+    run: Callable[[], tuple[float, float]],
+    rounds: int,
+) -> dict[str, tuple[float, float]]:
+    """Median (cpu, wall) per configuration over ``rounds``; the order rotates every round.
+
+    A configuration is a set-up function returning its tear-down; ``run`` returns per-item seconds.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+    names = list(configs)
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            teardown = configs[name]()
+            try:
+                samples[name].append(run())
+            finally:
+                teardown()
+    return {
+        name: (statistics.median(c for c, _ in values), statistics.median(w for _, w in values))
+        for name, values in samples.items()
+    }
+
+
+def timed(count: int, body: Callable[[], None]) -> tuple[float, float]:
+    """Per-item (thread CPU seconds, wall seconds) of ``body`` run ``count`` times."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for _ in range(count):
+        body()
+    return (time.thread_time() - cpu) / count, (time.perf_counter() - wall) / count
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

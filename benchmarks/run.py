@@ -1,0 +1,78 @@
+"""Run the benchmarks and print one report with the targets side by side.
+
+    python benchmarks/run.py            # full run (a few minutes)
+    python benchmarks/run.py --smoke    # a few iterations: checks that everything still runs
+
+Figures are medians of interleaved repetitions and ratios measured in the same run; they are
+never asserted as timings anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_calls
+import bench_memory
+import bench_processor
+import bench_startup
+from harness import model_server
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{system}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="few iterations, to check the harness runs")
+    args = parser.parse_args()
+    smoke = args.smoke
+    print(f"# otel-portkey benchmarks{' (smoke mode: figures are not meaningful)' if smoke else ''}\n")
+    print(f"Machine: {machine()}\n")
+    verdicts = []
+    with model_server() as gateway:
+        report, ratios = bench_calls.bench(gateway, count=20 if smoke else 400, rounds=2 if smoke else 7)
+        print(report)
+        verdicts.append(
+            (
+                "bridge CPU ≤ 10 % of the httpx instrumentation's own",
+                f"worst {max(ratios):.1%}",
+                max(ratios) <= 0.10,
+            )
+        )
+    report, processor = bench_processor.bench(count=2000 if smoke else 50_000, rounds=2 if smoke else 7)
+    print(report)
+    worst = max(processor.values())
+    verdicts.append(("processor ≤ 2 µs per span", f"worst {worst * 1e6:.2f} µs", worst <= 2e-6))
+    report, memory = bench_memory.bench(calls=2000 if smoke else 100_000)
+    print(report)
+    growth = max(memory.values())
+    verdicts.append(("memory growth < 1 MB over 100k calls", f"worst {growth / 1e6:.3f} MB", growth < 1e6))
+    report, startup = bench_startup.bench(runs=1 if smoke else 7)
+    print(report)
+    verdicts.append(
+        ("import < 30 ms, no LLM SDK imported", f"{startup['import_ms']:.1f} ms", startup["import_ms"] < 30)
+    )
+    print("### Targets\n\n| target | measured | met |\n|---|---|---|")
+    for target, measured, met in verdicts:
+        print(f"| {target} | {measured} | {'yes' if met else 'NO'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

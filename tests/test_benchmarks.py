@@ -1,0 +1,28 @@
+"""The benchmark harness still runs (smoke mode: a few iterations). No timing is asserted here:
+figures live in BENCHMARKS.md and come from ``make bench``."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmarks_run_in_smoke_mode():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for section in (
+        "### Per call",
+        "### Span processor",
+        "### Memory over many calls",
+        "### Start-up",
+        "### Targets",
+    ):
+        assert section in result.stdout
+    assert result.stdout.count("| httpx") == 4, "httpx and httpx2, sync and async"
