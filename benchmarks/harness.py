@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_portkey.testing.gateway import free_port
 
@@ -25,11 +25,13 @@ class DiscardingExporter(SpanExporter):
 
 
 def sdk_provider() -> TracerProvider:
-    """The global SDK provider, set once, with a batch processor as real apps have."""
+    """The global SDK provider, set once. Spans go through a synchronous processor to an exporter
+    that discards them: a batch processor's worker thread would compete for the GIL and, at these
+    rates, fill its queue and drop spans, adding noise that belongs to neither side."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
+        provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
         trace.set_tracer_provider(provider)
     return provider
 

@@ -25,4 +25,4 @@ def test_benchmarks_run_in_smoke_mode():
         "### Targets",
     ):
         assert section in result.stdout
-    assert result.stdout.count("| httpx") == 4, "httpx and httpx2, sync and async"
+    assert result.stdout.count("| httpx") == 8, "httpx and httpx2, sync and async, offline and on loopback"

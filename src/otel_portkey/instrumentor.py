@@ -20,7 +20,6 @@ _log = logging.getLogger(__name__)
 # Set while ``opentelemetry-instrument`` loads instrumentors (pre/post-instrument entry points):
 # the httpx instrumentors may still be loaded after the bridge, so it waits before doing it itself.
 _auto_instrumenting = False
-_PROCESSOR_ATTRIBUTE = "_otel_portkey_processor"
 
 
 class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -28,7 +27,8 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
     jaeger_ui_url=None, trace_url_template=None)``: arguments override the ``OTEL_PORTKEY_*``
-    environment. A ``PortkeySpanProcessor`` is added to an SDK tracer provider once.
+    environment. A ``PortkeySpanProcessor`` is added to an SDK tracer provider (unless one is
+    there already) and removed again by ``uninstrument()``.
 
     The OTel httpx/httpx2 instrumentation may be instrumented before, after or not at all: the
     bridge attaches its hooks in every case and instruments httpx itself only when nobody else
@@ -40,6 +40,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _wiring: Wiring | None = None
     _owned: tuple[Flavour, ...] = ()
     _tracer_provider: Any = None
+    _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -53,7 +54,9 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             trace_url_template=kwargs.get("trace_url_template"),
         )
         self._tracer_provider = kwargs.get("tracer_provider")
-        processor = _processor_for(self._tracer_provider or trace.get_tracer_provider())
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        processor, added = _processor_for(provider)
+        self._added_processor = (provider, processor) if added and processor is not None else None
         hooks = PortkeyHooks(settings, processor.span_name_of if processor is not None else None)
         self._wiring = Wiring(hooks)
         self._owned = ()
@@ -79,27 +82,42 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             for flavour in flavours():
                 self._wiring.detach(flavour)
             self._wiring = None
+        if self._added_processor is not None:
+            _remove_processor(*self._added_processor)
+            self._added_processor = None
 
 
-def _processor_for(provider: Any) -> PortkeySpanProcessor | None:
-    """The provider's bridge processor, added on first use; None for a non-SDK provider.
+def _processor_for(provider: Any) -> tuple[PortkeySpanProcessor | None, bool]:
+    """The provider's bridge processor and whether the bridge added it; (None, False) for a non-SDK one.
 
-    A processor the user added by hand is found and reused, and one the bridge added stays
-    registered across instrument/uninstrument cycles (the SDK cannot remove a processor), so
-    a provider never holds two.
+    A processor the user added by hand is found and reused (and never removed by the bridge).
     """
     if not isinstance(provider, TracerProvider):
         _log.debug("otel-portkey: no SDK tracer provider; gateway nodes get METHOD /path names")
-        return None
-    processor: PortkeySpanProcessor | None = getattr(provider, _PROCESSOR_ATTRIBUTE, None)
-    if processor is None:
-        registered = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
-        processor = next((p for p in registered if isinstance(p, PortkeySpanProcessor)), None)
-    if processor is None:
-        processor = PortkeySpanProcessor()
-        provider.add_span_processor(processor)
-    setattr(provider, _PROCESSOR_ATTRIBUTE, processor)
-    return processor
+        return None, False
+    registered = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+    processor = next((p for p in registered if isinstance(p, PortkeySpanProcessor)), None)
+    if processor is not None:
+        return processor, False
+    processor = PortkeySpanProcessor()
+    provider.add_span_processor(processor)
+    return processor, True
+
+
+def _remove_processor(provider: Any, processor: PortkeySpanProcessor) -> None:
+    """Take the bridge's processor off the provider again.
+
+    The SDK has no public way to remove a span processor; its multi-processor keeps them in a
+    tuple it replaces under a lock, so the bridge does the same. If that layout is not there, the
+    processor stays registered (harmless: it only names and tags spans) and is reused next time.
+    """
+    multi: Any = getattr(provider, "_active_span_processor", None)
+    lock = getattr(multi, "_lock", None)
+    if lock is None or not isinstance(getattr(multi, "_span_processors", None), tuple):
+        return
+    with lock:
+        multi._span_processors = tuple(p for p in multi._span_processors if p is not processor)
+    processor.shutdown()
 
 
 def _auto_instrumentation_starting() -> None:
