@@ -53,6 +53,7 @@ class PortkeySpanExporter(OTLPSpanExporter):
         **kwargs: Any,
     ) -> None:
         self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        self.dropped_spans = 0  # spans Portkey did not accept: no key, endpoint down or refusing
         base = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
         sent_headers = dict(headers or {})
         if self._api_key is not None:
@@ -86,9 +87,11 @@ class PortkeySpanExporter(OTLPSpanExporter):
                 headers.pop(name.lower(), None)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._api_key is None:
-            return SpanExportResult.FAILURE
-        return super().export(spans)
+        """Send ``spans``; a failure (no key, endpoint down or refusing) is counted, never raised."""
+        result = SpanExportResult.FAILURE if self._api_key is None else super().export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            self.dropped_spans += len(spans)
+        return result
 
     def __repr__(self) -> str:  # never show the key
         key = "set" if self._api_key else "missing"
