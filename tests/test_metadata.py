@@ -103,3 +103,10 @@ def test_resource_attributes_map_to_portkey_names():
         "service": "api",
     }
     assert md.from_resource({"deployment.environment": "staging"}) == {"_environment": "staging"}
+
+
+def test_made_safe_is_reported():
+    assert md.merge(None, {"n": 1}).made_safe
+    assert md.merge('{"k": "x"}', {"a": "b"}).made_safe is False
+    assert md.merge('{"k": 7}', {"a": "b"}).made_safe
+    assert md.merge('{"k": "' + "y" * 200 + '"}', {}).made_safe

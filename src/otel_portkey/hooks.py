@@ -174,7 +174,13 @@ class PortkeyHooks:
                 entries.setdefault("jaeger_trace", jaeger_link)
             else:
                 _log.debug("otel-portkey: the Jaeger link is longer than 128 characters; not sent")
-        merged = _Merged(md.merge(caller_header, entries))
+        result = md.merge(caller_header, entries)
+        if result.made_safe and "made safe" not in _reported:
+            _reported.add("made safe")
+            _log.debug(
+                "otel-portkey: metadata broke Portkey's rules and was made safe (stringified or truncated)"
+            )
+        merged = _Merged(result)
         if merged.caller_header_invalid:
             warn_once(
                 "invalid caller metadata",

@@ -81,6 +81,7 @@ class MergedMetadata(NamedTuple):
     header: str | None
     entries: dict[str, str]
     caller_header_invalid: bool = False
+    made_safe: bool = False  # some entry broke Portkey's rules and was changed
 
 
 def encode(entries: Mapping[str, str]) -> str:
@@ -98,7 +99,7 @@ def merge(caller_header: str | None, context: Mapping[str, str]) -> MergedMetada
         if not context:
             return MergedMetadata(None, {})
         entries = sanitise(context)
-        return MergedMetadata(encode(entries), entries)
+        return MergedMetadata(encode(entries), entries, made_safe=entries != context)
     try:
         parsed = json.loads(caller_header)
     except ValueError:
@@ -107,9 +108,10 @@ def merge(caller_header: str | None, context: Mapping[str, str]) -> MergedMetada
         return MergedMetadata(None, {}, caller_header_invalid=True)
     caller = sanitise(parsed)
     if not context:
-        return MergedMetadata(None, caller)
-    entries = sanitise({**context, **caller})
-    return MergedMetadata(encode(entries), entries)
+        return MergedMetadata(None, caller, made_safe=caller != parsed)
+    combined = {**context, **parsed}
+    entries = sanitise(combined)
+    return MergedMetadata(encode(entries), entries, made_safe=entries != combined)
 
 
 def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:
