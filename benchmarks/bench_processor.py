@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from harness import interleave, table, timed
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import Tracer
 
 from otel_portkey import PortkeySpanProcessor, portkey_metadata
 
 
+class _AttributesOnly(SpanProcessor):
+    """The floor: a processor that only stores the same two metadata attributes through the SDK."""
+
+    ATTRIBUTES: ClassVar[dict[str, str]] = {
+        "portkey.metadata._user": "u-1",
+        "portkey.metadata.session": "s-1",
+    }
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        span.set_attributes(self.ATTRIBUTES)
+
+
 def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
-    without, with_processor = TracerProvider(), TracerProvider()
+    without, with_processor, floor = TracerProvider(), TracerProvider(), TracerProvider()
     with_processor.add_span_processor(PortkeySpanProcessor())
+    floor.add_span_processor(_AttributesOnly())
     tracers = {
         "no processor": without.get_tracer("b"),
         "PortkeySpanProcessor": with_processor.get_tracer("b"),
+        "floor": floor.get_tracer("b"),
     }
     results: dict[str, float] = {}
     rows = []
