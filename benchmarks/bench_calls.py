@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import httpx2
-from harness import interleave, sdk_provider, table, timed, us
+from harness import interleave, quiet_gc, sdk_provider, table, timed, us
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
@@ -41,20 +40,20 @@ def configurations(flavour: str, gateway: str) -> dict[str, Callable[[], Callabl
 
         return teardown
 
-    return {"bare client": bare, "+ httpx instrumentation": instrumented, "+ bridge": bridged}
+    return {
+        "bare client": bare,
+        "+ httpx instrumentation": instrumented,
+        "+ bridge": bridged,
+        "+ bridge, metadata": bridged,
+    }
 
 
-def run_calls(
-    flavour: str, mode: str, url: str, count: int, metadata: bool
-) -> Callable[[], tuple[float, float]]:
+def run_calls(flavour: str, mode: str, url: str, count: int) -> Callable[[str], tuple[float, float]]:
     module, _ = MODULES[flavour]
     tracer = trace.get_tracer("bench")
 
-    def context() -> Any:
-        return portkey_metadata(_user="u-1", session="s-1") if metadata else _nothing()
-
     def sync() -> tuple[float, float]:
-        with module.Client() as client, context():
+        with module.Client() as client:
             client.post(url, json=BODY, headers=PORTKEY_HEADERS)  # warm the connection
 
             def one() -> None:
@@ -67,7 +66,7 @@ def run_calls(
         async def main() -> tuple[float, float]:
             async with module.AsyncClient() as client:
                 await client.post(url, json=BODY, headers=PORTKEY_HEADERS)
-                with context():
+                with quiet_gc():
                     cpu, wall = time.thread_time(), time.perf_counter()
                     for _ in range(count):
                         with tracer.start_as_current_span("chat gpt-4o"):
@@ -76,15 +75,15 @@ def run_calls(
 
         return asyncio.run(main())
 
-    return sync if mode == "sync" else async_
+    measure = sync if mode == "sync" else async_
 
+    def run(name: str) -> tuple[float, float]:
+        if name.endswith("metadata"):
+            with portkey_metadata(_user="u-1", session="s-1"):
+                return measure()
+        return measure()
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return run
 
 
 def bench(gateway: str, count: int, rounds: int) -> tuple[str, list[float]]:
@@ -93,16 +92,9 @@ def bench(gateway: str, count: int, rounds: int) -> tuple[str, list[float]]:
     rows, ratios = [], []
     for flavour in MODULES:
         for mode in ("sync", "async"):
-            plain = interleave(
-                configurations(flavour, gateway), run_calls(flavour, mode, url, count, False), rounds
-            )
-            with_metadata = interleave(
-                {"+ bridge": configurations(flavour, gateway)["+ bridge"]},
-                run_calls(flavour, mode, url, count, True),
-                rounds,
-            )
+            plain = interleave(configurations(flavour, gateway), run_calls(flavour, mode, url, count), rounds)
             bare, inst, bridge = (plain[k][0] for k in ("bare client", "+ httpx instrumentation", "+ bridge"))
-            bridge_md = with_metadata["+ bridge"][0]
+            bridge_md = plain["+ bridge, metadata"][0]
             instrumentation_cost = inst - bare
             ratio = (bridge - inst) / instrumentation_cost if instrumentation_cost > 0 else float("nan")
             ratio_md = (bridge_md - inst) / instrumentation_cost if instrumentation_cost > 0 else float("nan")

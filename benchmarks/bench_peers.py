@@ -80,7 +80,7 @@ def bench(gateway: str, count: int, rounds: int) -> str:
             else:
                 configs[f"+ {name}"] = _config(http, peer)
 
-        def run(make_client: Callable[[], Any] = make_client) -> tuple[float, float]:
+        def run(name: str, make_client: Callable[[], Any] = make_client) -> tuple[float, float]:
             client = make_client()
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 

@@ -8,7 +8,6 @@ from typing import ClassVar
 from harness import interleave, table, timed
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import Tracer
 
 from otel_portkey import PortkeySpanProcessor, portkey_metadata
 
@@ -25,6 +24,10 @@ class _AttributesOnly(SpanProcessor):
         span.set_attributes(self.ATTRIBUTES)
 
 
+def _no_setup() -> Callable[[], None]:
+    return lambda: None
+
+
 def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
     without, with_processor, floor = TracerProvider(), TracerProvider(), TracerProvider()
     with_processor.add_span_processor(PortkeySpanProcessor())
@@ -37,17 +40,9 @@ def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
     results: dict[str, float] = {}
     rows = []
     for label, metadata in (("no metadata", False), ("context metadata", True)):
-        chosen: list[Tracer] = []
 
-        def select(tracer: Tracer, chosen: list[Tracer] = chosen) -> Callable[[], Callable[[], None]]:
-            def setup() -> Callable[[], None]:
-                chosen[:] = [tracer]
-                return lambda: None
-
-            return setup
-
-        def run(chosen: list[Tracer] = chosen, metadata: bool = metadata) -> tuple[float, float]:
-            tracer = chosen[0]
+        def run(name: str, metadata: bool = metadata) -> tuple[float, float]:
+            tracer = tracers[name]
 
             def one() -> None:
                 tracer.start_span("span").end()
@@ -57,7 +52,7 @@ def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
                     return timed(count, one)
             return timed(count, one)
 
-        measured = interleave({name: select(tracer) for name, tracer in tracers.items()}, run, rounds)
+        measured = interleave({name: _no_setup for name in tracers}, run, rounds)
         added = measured["PortkeySpanProcessor"][0] - measured["no processor"][0]
         results[label] = added
         rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import subprocess
 import sys
@@ -56,12 +57,13 @@ def model_server() -> Iterator[str]:
 
 def interleave(
     configs: dict[str, Callable[[], Callable[[], None]]],
-    run: Callable[[], tuple[float, float]],
+    run: Callable[[str], tuple[float, float]],
     rounds: int,
 ) -> dict[str, tuple[float, float]]:
     """Median (cpu, wall) per configuration over ``rounds``; the order rotates every round.
 
-    A configuration is a set-up function returning its tear-down; ``run`` returns per-item seconds.
+    A configuration is a set-up function returning its tear-down; ``run(name)`` returns per-item
+    seconds for the configuration in force.
     """
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
     names = list(configs)
@@ -70,7 +72,7 @@ def interleave(
         for name in names[shift:] + names[:shift]:
             teardown = configs[name]()
             try:
-                samples[name].append(run())
+                samples[name].append(run(name))
             finally:
                 teardown()
     return {
@@ -79,12 +81,25 @@ def interleave(
     }
 
 
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No garbage collection inside a timed loop (it runs between loops instead): a collection
+    lands on whichever configuration happens to be running and is the largest source of noise."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def timed(count: int, body: Callable[[], None]) -> tuple[float, float]:
     """Per-item (thread CPU seconds, wall seconds) of ``body`` run ``count`` times."""
-    cpu, wall = time.thread_time(), time.perf_counter()
-    for _ in range(count):
-        body()
-    return (time.thread_time() - cpu) / count, (time.perf_counter() - wall) / count
+    with quiet_gc():
+        cpu, wall = time.thread_time(), time.perf_counter()
+        for _ in range(count):
+            body()
+        return (time.thread_time() - cpu) / count, (time.perf_counter() - wall) / count
 
 
 def us(seconds: float) -> str:

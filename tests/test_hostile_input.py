@@ -37,7 +37,7 @@ portkey_names = st.sampled_from(
     ]
 )
 any_names = portkey_names | st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)
-any_text = st.text(max_size=300) | st.text(alphabet='\r\n\x00 {}[]":,\\', max_size=50)
+any_text = st.text(max_size=300) | st.text(alphabet='\r\n\x00 {}[]":,\\', max_size=50) | st.text(min_size=300, max_size=3000)
 any_bytes = st.binary(max_size=300) | st.binary(min_size=5000, max_size=20000)
 
 
@@ -68,7 +68,9 @@ def test_any_caller_headers(failures, caller, policy, module):
     with TRACER.start_as_current_span("caller"), TRACER.start_as_current_span("POST") as span:
         info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
         bridge.on_request(span, info)
+        attributes = dict(span.attributes)
     assert failures == []
+    assert all(len(v) <= MAX_ATTRIBUTE_CHARS for v in attributes.values() if isinstance(v, str))
     for name, value in written(before, request.headers.raw):
         assert name.startswith(b"x-portkey-")
         assert all(0x20 <= byte <= 0x7E for byte in value), (name, value)

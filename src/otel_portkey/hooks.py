@@ -124,14 +124,15 @@ class PortkeyHooks:
                 new[h.METADATA] = merged.header
         add_absent(headers, new)
         present.update(new)
-        trace_id = present[h.TRACE_ID]
+        # A caller's own ids can be any length: bounded like every attribute the bridge sets.
+        trace_id = present[h.TRACE_ID][: h.MAX_ATTRIBUTE_CHARS]
         if trace_id != ids.trace_id:
             portkey_trace_ids.remember(ids.trace_id, trace_id)
         if span.is_recording():
             attributes: dict[str, str] = {
                 **merged.attributes,
                 h.ATTR_TRACE_ID: trace_id,
-                h.ATTR_SPAN_ID: present[h.SPAN_ID],
+                h.ATTR_SPAN_ID: present[h.SPAN_ID][: h.MAX_ATTRIBUTE_CHARS],
             }
             if self._settings.trace_url_template is not None:
                 attributes[h.ATTR_TRACE_URL] = self._settings.trace_url_template.replace(
