@@ -4,12 +4,13 @@ without context metadata), for httpx and httpx2, sync and async, against a loopb
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 
 import httpx
 import httpx2
-from harness import interleave, quiet_gc, sdk_provider, table, timed, us
+from harness import interleave_samples, paired_cpu, quiet_gc, sdk_provider, table, timed, us
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
@@ -92,9 +93,17 @@ def bench(gateway: str, count: int, rounds: int) -> tuple[str, list[float]]:
     rows, ratios = [], []
     for flavour in MODULES:
         for mode in ("sync", "async"):
-            plain = interleave(configurations(flavour, gateway), run_calls(flavour, mode, url, count), rounds)
-            bare, inst, bridge = (plain[k][0] for k in ("bare client", "+ httpx instrumentation", "+ bridge"))
-            bridge_md = plain["+ bridge, metadata"][0]
+            samples = interleave_samples(
+                configurations(flavour, gateway), run_calls(flavour, mode, url, count), rounds
+            )
+            plain = {
+                name: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
+                for name, v in samples.items()
+            }
+            bare = plain["bare client"][0]
+            inst = bare + paired_cpu(samples, "+ httpx instrumentation", "bare client")
+            bridge = inst + paired_cpu(samples, "+ bridge", "+ httpx instrumentation")
+            bridge_md = inst + paired_cpu(samples, "+ bridge, metadata", "+ httpx instrumentation")
             instrumentation_cost = inst - bare
             ratio = (bridge - inst) / instrumentation_cost if instrumentation_cost > 0 else float("nan")
             ratio_md = (bridge_md - inst) / instrumentation_cost if instrumentation_cost > 0 else float("nan")

@@ -11,6 +11,7 @@ contract names with ``Span.set_attributes`` — measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ import httpcore
 import httpcore2
 import httpx
 import httpx2
-from harness import interleave, quiet_gc, sdk_provider, table, timed, us
+from harness import interleave_samples, paired_cpu, quiet_gc, sdk_provider, table, timed, us
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
@@ -190,10 +191,11 @@ def bench(count: int, rounds: int) -> tuple[str, list[float]]:
     for flavour in FLAVOURS:
         floor = _contract_floor(flavour, count * rounds)
         for mode in ("sync", "async"):
-            measured = interleave(_configs(flavour), _run(flavour, mode, count), rounds)
-            bare, inst = measured["bare"][0], measured["instrumented"][0]
-            bridge, bridge_md = measured["bridged"][0], measured["bridged, metadata"][0]
-            instrumentation, added, added_md = inst - bare, bridge - inst, bridge_md - inst
+            samples = interleave_samples(_configs(flavour), _run(flavour, mode, count), rounds)
+            bare = statistics.median(c for c, _ in samples["bare"])
+            instrumentation = paired_cpu(samples, "instrumented", "bare")
+            added = paired_cpu(samples, "bridged", "instrumented")
+            added_md = paired_cpu(samples, "bridged, metadata", "instrumented")
             ratios += [added / instrumentation, added_md / instrumentation]
             rows.append(
                 [
@@ -217,5 +219,5 @@ def bench(count: int, rounds: int) -> tuple[str, list[float]]:
         "contract floor",
         "bridge beyond the floor / instr.",
     ]
-    title = f"Per call, network taken out ({count} calls x {rounds} interleaved rounds, CPU medians)"
+    title = f"Per call, network taken out ({count} calls x {rounds} interleaved rounds, paired CPU medians)"
     return table(title, header, rows), ratios

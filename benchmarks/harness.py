@@ -55,17 +55,20 @@ def model_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def interleave(
+Samples = dict[str, list[tuple[float, float]]]
+
+
+def interleave_samples(
     configs: dict[str, Callable[[], Callable[[], None]]],
     run: Callable[[str], tuple[float, float]],
     rounds: int,
-) -> dict[str, tuple[float, float]]:
-    """Median (cpu, wall) per configuration over ``rounds``; the order rotates every round.
+) -> Samples:
+    """Per-round (cpu, wall) per-item seconds for each configuration; the order rotates every round.
 
-    A configuration is a set-up function returning its tear-down; ``run(name)`` returns per-item
-    seconds for the configuration in force.
+    A configuration is a set-up function returning its tear-down; ``run(name)`` measures the
+    configuration in force.
     """
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+    samples: Samples = {name: [] for name in configs}
     names = list(configs)
     for round_number in range(rounds):
         shift = round_number % len(names)
@@ -75,10 +78,27 @@ def interleave(
                 samples[name].append(run(name))
             finally:
                 teardown()
+    return samples
+
+
+def interleave(
+    configs: dict[str, Callable[[], Callable[[], None]]],
+    run: Callable[[str], tuple[float, float]],
+    rounds: int,
+) -> dict[str, tuple[float, float]]:
+    """Median (cpu, wall) per configuration over ``rounds`` (see :func:`interleave_samples`)."""
+    samples = interleave_samples(configs, run, rounds)
     return {
         name: (statistics.median(c for c, _ in values), statistics.median(w for _, w in values))
         for name, values in samples.items()
     }
+
+
+def paired_cpu(samples: Samples, minuend: str, subtrahend: str) -> float:
+    """Median over rounds of the CPU difference between two configurations measured in the same
+    round. The machine's speed drifts between rounds (a shared 2-core VM); within a round both
+    ran seconds apart, so the paired difference cancels most of the drift."""
+    return statistics.median(a[0] - b[0] for a, b in zip(samples[minuend], samples[subtrahend], strict=True))
 
 
 @contextmanager

@@ -47,7 +47,7 @@ def main() -> int:
     print(f"# otel-portkey benchmarks{' (smoke mode: figures are not meaningful)' if smoke else ''}\n")
     print(f"Machine: {machine()}\n")
     verdicts = []
-    report, ratios = bench_offline.bench(count=50 if smoke else 1000, rounds=2 if smoke else 15)
+    report, ratios = bench_offline.bench(count=50 if smoke else 200, rounds=2 if smoke else 60)
     print(report)
     worst_ratio = max(ratios)
     verdicts.append(
@@ -58,7 +58,7 @@ def main() -> int:
         )
     )
     with model_server() as gateway:
-        report, _ = bench_calls.bench(gateway, count=20 if smoke else 300, rounds=2 if smoke else 9)
+        report, _ = bench_calls.bench(gateway, count=20 if smoke else 100, rounds=2 if smoke else 25)
         print(report)
         print(bench_peers.bench(gateway, count=10 if smoke else 200, rounds=2 if smoke else 7))
     report, processor = bench_processor.bench(count=2000 if smoke else 20_000, rounds=2 if smoke else 15)
