@@ -4,11 +4,12 @@ openai and portkey-ai, and OpenLLMetry's openai instrumentation (when installed:
 from __future__ import annotations
 
 import importlib
+import statistics
 from collections.abc import Callable
 from typing import Any
 
 import openai
-from harness import interleave, sdk_provider, table, timed, us
+from harness import interleave_samples, paired_cpu, sdk_provider, table, timed, us
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 from portkey_ai import Portkey
@@ -90,11 +91,15 @@ def bench(gateway: str, count: int, rounds: int) -> str:
 
             return timed(count, one)
 
-        measured = interleave(configs, run, rounds)
-        base = measured["SDK + httpx instrumentation"][0]
-        for name, (cpu, _) in measured.items():
-            rows.append([suite, name, us(cpu), "—" if name.startswith("SDK") else f"{us(cpu - base)}"])
+        samples = interleave_samples(configs, run, rounds)
+        base = "SDK + httpx instrumentation"
+        for name, values in samples.items():
+            cpu = statistics.median(c for c, _ in values)
+            added = "—" if name == base else us(paired_cpu(samples, name, base))
+            rows.append([suite, name, us(cpu), added])
         for name in missing:
             rows.append([suite, f"+ {name}", "not installed", "(run `make bench`)"])
     header = ["client", "configuration", "CPU per call", "added by the instrumentation"]
-    return table(f"Next to peers ({count} calls x {rounds} rounds, CPU medians)", header, rows)
+    return table(
+        f"Next to peers ({count} calls x {rounds} interleaved rounds, paired CPU medians)", header, rows
+    )

@@ -61,3 +61,14 @@ def test_values_are_made_safe_on_the_way_in():
     assert found["n"] == "5"
     assert "\n" not in found["text"]
     assert len(found["text"]) == 128
+
+
+def test_baggage_from_upstream_is_made_safe_and_odd_keys_are_skipped():
+    ctx = baggage.set_baggage("portkey.metadata.note", "x\r\n" + "y" * 300)
+    ctx = baggage.set_baggage(1, "not a string key", ctx)
+    token = context.attach(ctx)
+    try:
+        found = dict(context_metadata())
+    finally:
+        context.detach(token)
+    assert found == {"note": "x" + "y" * 126 + "…"}

@@ -61,3 +61,14 @@ def test_without_a_key_it_warns_naming_the_variable_and_sends_nothing(monkeypatc
 def test_an_unreachable_endpoint_fails_the_export_without_raising():
     exporter = PortkeySpanExporter(endpoint="http://127.0.0.1:9/v1/otel", api_key="pk", timeout=1)
     assert exporter.export([finished_span()]) == SpanExportResult.FAILURE
+
+
+def test_a_key_read_from_a_file_is_stripped_and_a_broken_key_is_refused(monkeypatch, caplog):
+    monkeypatch.setenv("PORTKEY_API_KEY", "  pk-from-file\n")
+    assert PortkeySpanExporter()._client._headers["x-portkey-api-key"] == "pk-from-file"
+    monkeypatch.setenv("PORTKEY_API_KEY", "pk-a\nb-secret")
+    with caplog.at_level(logging.WARNING, logger="otel_portkey"):
+        exporter = PortkeySpanExporter()
+    assert exporter.export([finished_span()]) == SpanExportResult.FAILURE
+    assert "b-secret" not in caplog.text
+    assert "PORTKEY_API_KEY holds characters" in caplog.text

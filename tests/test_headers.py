@@ -55,13 +55,18 @@ def test_gateway_prefix_matches_only_at_a_path_boundary():
     assert not h.url_matches_gateway("https://api.openai.com/v1", prefixes)
 
 
-def test_portkey_header_detection_is_case_insensitive():
-    assert h.has_portkey_header(["content-type", "X-Portkey-Provider"])
-    assert not h.has_portkey_header(["content-type", "x-portkeyish", "authorization"])
+def test_raw_portkey_headers_are_found_in_one_pass_case_insensitively():
+    raw = [
+        (b"Content-Type", b"application/json"),
+        (b"X-Portkey-Provider", b"openai"),
+        (b"x-portkeyish", b"no"),
+    ]
+    raw += [(b"x-portkey-trace-id", b"a"), (b"X-PORTKEY-TRACE-ID", b"b")]
+    assert h.portkey_headers(raw) == {"x-portkey-provider": "openai", "x-portkey-trace-id": "a, b"}
+    assert h.portkey_headers(raw, also=(b"content-type",))["content-type"] == "application/json"
 
 
-def test_response_attributes_prefer_the_echo_and_fall_back_to_what_was_sent():
-    sent = {h.TRACE_ID: "a" * 32, h.SPAN_ID: "b" * 16}
+def test_response_attributes_from_a_gateway_answer():
     answer = {
         h.TRACE_ID: "c" * 32,
         h.CACHE_STATUS: "SEMANTIC HIT",
@@ -70,18 +75,16 @@ def test_response_attributes_prefer_the_echo_and_fall_back_to_what_was_sent():
         h.LAST_USED_OPTION_INDEX: "config",
         h.GATEWAY_EXCEPTION: "true",
     }
-    attributes = h.response_attributes(answer.get, sent)
-    assert attributes == {
+    assert h.response_attributes(answer.get) == {
         "portkey.trace_id": "c" * 32,
-        "portkey.span_id": "b" * 16,
         "portkey.cache.status": "SEMANTIC HIT",
         "portkey.retry.attempt_count": -1,
         "portkey.provider": "openai",
         "portkey.last_used_option_index": "config",
         "portkey.gateway.exception": True,
     }
-    # The OSS gateway echoes an empty value when no trace id was sent.
-    assert h.response_attributes({h.TRACE_ID: ""}.get, sent)["portkey.trace_id"] == "a" * 32
+    # The OSS gateway echoes an empty value when no trace id was sent: the one sent stays.
+    assert "portkey.trace_id" not in h.response_attributes({h.TRACE_ID: "  "}.get)
 
 
 @given(
@@ -100,7 +103,7 @@ def test_response_attributes_prefer_the_echo_and_fall_back_to_what_was_sent():
     )
 )
 def test_response_attributes_never_raise_and_stay_bounded(answer):
-    attributes = h.response_attributes(answer.get, {})
+    attributes = h.response_attributes(answer.get)
     for value in attributes.values():
         if isinstance(value, str):
             assert len(value) <= h.MAX_ATTRIBUTE_CHARS
@@ -109,4 +112,4 @@ def test_response_attributes_never_raise_and_stay_bounded(answer):
 
 
 def test_a_non_integer_retry_count_is_ignored():
-    assert "portkey.retry.attempt_count" not in h.response_attributes({h.RETRY_ATTEMPT_COUNT: "two"}.get, {})
+    assert "portkey.retry.attempt_count" not in h.response_attributes({h.RETRY_ATTEMPT_COUNT: "two"}.get)

@@ -37,7 +37,11 @@ portkey_names = st.sampled_from(
     ]
 )
 any_names = portkey_names | st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)
-any_text = st.text(max_size=300) | st.text(alphabet='\r\n\x00 {}[]":,\\', max_size=50) | st.text(min_size=300, max_size=3000)
+any_text = (
+    st.text(max_size=300)
+    | st.text(alphabet='\r\n\x00 {}[]":,\\', max_size=50)
+    | st.text(min_size=300, max_size=3000)
+)
 any_bytes = st.binary(max_size=300) | st.binary(min_size=5000, max_size=20000)
 
 

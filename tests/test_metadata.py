@@ -41,8 +41,8 @@ def assert_follows_portkey_rules(header):
 def test_any_merge_obeys_the_rules_and_the_caller_wins(caller, context):
     caller_header = json.dumps(caller)
     merged = md.merge(caller_header, md.sanitise(context))
-    if not context or not md.sanitise(context):
-        assert merged.header is None  # nothing to merge: the caller's header is left byte for byte
+    if not md.sanitise(context) and md.sanitise(caller) == caller:
+        assert merged.header is None  # nothing to merge, nothing to fix: left byte for byte
         return
     parsed = assert_follows_portkey_rules(merged.header)
     assert parsed == merged.entries
@@ -110,3 +110,17 @@ def test_made_safe_is_reported():
     assert md.merge('{"k": "x"}', {"a": "b"}).made_safe is False
     assert md.merge('{"k": 7}', {"a": "b"}).made_safe
     assert md.merge('{"k": "' + "y" * 200 + '"}', {}).made_safe
+
+
+def test_the_caller_wins_even_against_a_full_context_or_a_colliding_key():
+    context = {f"c{i}": "x" for i in range(64)}
+    merged = md.merge('{"mine": "1"}', context)
+    assert merged.entries["mine"] == "1"
+    assert len(merged.entries) == md.MAX_ENTRIES
+    assert md.merge('{"a": "caller"}', {"a\n": "context"}).entries == {"a": "caller"}
+
+
+def test_a_rule_breaking_caller_header_is_re_encoded_even_with_nothing_to_merge():
+    merged = md.merge('{"n": 5, "long": "' + "z" * 200 + '"}', {})
+    assert json.loads(merged.header) == {"n": "5", "long": "z" * 127 + "…"}
+    assert md.merge('{"ok": "yes"}', {}).header is None

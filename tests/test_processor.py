@@ -68,3 +68,17 @@ def test_a_processor_added_by_hand_is_reused():
     assert processors(provider) == [mine]
     PortkeyInstrumentor().uninstrument()
     assert processors(provider) == [mine], "the user's own processor stays"
+
+
+def test_the_processor_never_raises_into_the_app(monkeypatch):
+    from otel_portkey import processor as processor_module
+
+    def broken(ctx=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(processor_module, "context_metadata", broken)
+    provider = TracerProvider()
+    provider.add_span_processor(PortkeySpanProcessor())
+    with provider.get_tracer("t").start_as_current_span("still works") as span:
+        pass
+    assert span.end_time is not None

@@ -137,3 +137,29 @@ def test_the_entry_points_are_registered_under_their_own_names():
     assert ours == {"otel_portkey": "otel_portkey.instrumentor:PortkeyInstrumentor"}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_pre_instrument")}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_post_instrument")}
+
+
+def test_an_httpx_flavour_the_user_disabled_stays_off(model, spans, monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "httpx")
+    with caplog.at_level(logging.WARNING):
+        PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+    assert HTTPX2ClientInstrumentor().is_instrumented_by_opentelemetry
+    assert "calls made with httpx are not bridged" in caplog.text
+
+
+def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, monkeypatch, caplog):
+    from otel_portkey import wiring
+
+    pristine = {name: transports(module) for name, module in MODULES.items()}
+
+    def broken_attach(self, flavour):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(wiring.Wiring, "attach", broken_attach)
+    with caplog.at_level(logging.WARNING):
+        PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert "the bridge could not be installed (RuntimeError)" in caplog.text
+    assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
+    processors = trace.get_tracer_provider()._active_span_processor._span_processors
+    assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]

@@ -84,8 +84,11 @@ def context_metadata(ctx: Context | None = None) -> MetadataItems:
     if user is not None:
         found["_user"] = clean_value(user)
     for key, value in entries.items():
-        if key.startswith(BAGGAGE_PREFIX):
-            found[key[len(BAGGAGE_PREFIX) :]] = str(value)
+        # Baggage can arrive from an upstream service's header: every entry is made safe again.
+        if isinstance(key, str) and key.startswith(BAGGAGE_PREFIX):
+            safe_key = clean_key(key[len(BAGGAGE_PREFIX) :])
+            if safe_key is not None:
+                found[safe_key] = clean_value(value)
     items = tuple(found.items())
     _last = (dict(entries), items)
     return items

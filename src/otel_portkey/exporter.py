@@ -29,6 +29,19 @@ TRACES_PATH: Final = "/v1/traces"
 _log = logging.getLogger(__name__)
 
 
+def usable_api_key(value: str | None) -> str | None:
+    """The key with surrounding white space removed (keys mounted from files end in a newline),
+    or None when it is empty or still holds a character a header cannot carry: sending it would
+    make the HTTP client raise an error that quotes the key, and that error would be logged."""
+    key = (value or "").strip()
+    if key and not all("!" <= c <= "~" for c in key):
+        _log.warning(
+            "otel-portkey: %s holds characters an HTTP header cannot carry; it is not used", API_KEY_ENV
+        )
+        return None
+    return key or None
+
+
 def traces_url(base: str) -> str:
     """``<base>/v1/traces`` (a base that already ends with it is kept)."""
     base = base.strip().rstrip("/")
@@ -52,7 +65,7 @@ class PortkeySpanExporter(OTLPSpanExporter):
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        self._api_key = usable_api_key(api_key or os.environ.get(API_KEY_ENV))
         self.dropped_spans = 0  # spans Portkey did not accept: no key, endpoint down or refusing
         base = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
         sent_headers = dict(headers or {})

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from opentelemetry import trace
 
+from .exporter import usable_api_key
 from .ids import format_trace_id
 from .metadata import sanitise
 from .trace_ids import portkey_trace_ids
@@ -33,7 +34,7 @@ def _request(
         raise ValueError(f"feedback weight must be a number from 0 to 1, not {weight!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValueError("feedback metadata must be a mapping of keys to values")
-    key = api_key or os.environ.get(API_KEY_ENV)
+    key = usable_api_key(api_key or os.environ.get(API_KEY_ENV))
     if not key:
         raise ValueError(f"record_feedback needs a Portkey API key: set {API_KEY_ENV} or pass api_key=")
     arguments: dict[str, Any] = {

@@ -7,7 +7,7 @@ so it is tested exhaustively with property tests. The hooks feed it from live sp
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Final, Literal, NamedTuple
 
 from .ids import format_span_id, format_trace_id
@@ -89,11 +89,6 @@ def portkey_headers(raw: Iterable[tuple[bytes, bytes]], also: tuple[bytes, ...] 
     return found
 
 
-def has_portkey_header(names: Iterable[str]) -> bool:
-    """True when any header name starts with ``x-portkey-`` (case-insensitive)."""
-    return any(name[:10].lower() == PORTKEY_PREFIX for name in names)
-
-
 def fallback_span_name(method: str, path: str) -> str:
     """``POST /v1/chat/completions``: the gateway node's name when the calling operation is unknown."""
     return f"{method.upper()} {path or '/'}"
@@ -161,23 +156,16 @@ def _as_int(value: str | None) -> int | None:
         return None
 
 
-def response_attributes(
-    response_header: Callable[[str], str | None],
-    sent: Mapping[str, str],
-) -> dict[str, str | int | bool]:
-    """Span attributes from a gateway's response headers and the Portkey headers in force.
+def response_attributes(response_header: Callable[[str], str | None]) -> dict[str, str | int | bool]:
+    """Span attributes from a gateway's response headers.
 
-    ``sent`` maps header name to the value the request carried (the caller's own or the bridge's).
-    A non-integer retry count is ignored; strings are bounded in length.
+    The trace id is there only when the gateway echoed a non-blank one (it then replaces the one
+    recorded at request time). A non-integer retry count is ignored; strings are bounded in length.
     """
     attributes: dict[str, str | int | bool] = {}
     echoed = response_header(TRACE_ID)
-    trace_id = echoed.strip() if echoed and echoed.strip() else sent.get(TRACE_ID)
-    if trace_id:
-        attributes[ATTR_TRACE_ID] = _bounded(trace_id)
-    span_id = sent.get(SPAN_ID)
-    if span_id:
-        attributes[ATTR_SPAN_ID] = _bounded(span_id)
+    if echoed and echoed.strip():
+        attributes[ATTR_TRACE_ID] = _bounded(echoed.strip())
     for header, attribute in _TEXT_ATTRIBUTES:
         value = response_header(header)
         if value:

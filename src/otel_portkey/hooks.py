@@ -5,13 +5,14 @@ failure inside the bridge is caught and reported once; the user's request always
 
 This is the hot path of every LLM call, so it is written for speed (see ``benchmarks/``):
 request headers are scanned once as raw bytes, the merged metadata header and its attributes
-are cached per (context metadata, caller header), and the ids sent are recorded on the span at
-request time so the response hook reads no request header at all.
+are cached per (resource, context metadata, caller header), and the ids sent are recorded on the
+span at request time so the response hook reads no request header at all.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -68,10 +69,11 @@ class PortkeyHooks:
         self._settings = settings
         self._span_name_of = span_name_of
         self._static_metadata = dict(settings.static_metadata)
-        # Metadata derived from the tracer provider's resource, recomputed when the resource changes.
-        self._resource: object = None
-        self._resource_metadata: dict[str, str] = {}
-        self._merges: dict[tuple[MetadataItems, str | None], _Merged] = {}
+        # Metadata derived from each tracer provider's resource (held, so its id stays unique).
+        self._resources: dict[int, tuple[object, dict[str, str]]] = {}
+        self._merges: dict[tuple[int, MetadataItems, str | None], _Merged] = {}
+        # The spans of calls this bridge sent to a gateway, until their response is recorded.
+        self._bridged: weakref.WeakSet[Span] = weakref.WeakSet()
 
     # The four hooks the httpx instrumentation calls (``RequestInfo`` / ``ResponseInfo`` tuples).
     def request_hook(self, span: Span, request: Any) -> None:
@@ -139,6 +141,7 @@ class PortkeyHooks:
                     "{trace_id}", trace_id
                 )
             span.set_attributes(attributes)
+            self._bridged.add(span)
 
     def _span_name(self, span: Span, request: Any) -> str:
         parent = getattr(span, "parent", None)
@@ -152,24 +155,36 @@ class PortkeyHooks:
 
     def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str) -> _Merged:
         resource = getattr(span, "resource", None)
-        if resource is not self._resource:
-            self._resource_metadata = md.from_resource(getattr(resource, "attributes", None) or {})
-            self._resource = resource
-            self._merges.clear()
+        known = self._resources.get(id(resource))
+        if known is None or known[0] is not resource:
+            if len(self._resources) >= 16:
+                self._resources.clear()
+                self._merges.clear()
+            known = self._resources[id(resource)] = (
+                resource,
+                md.from_resource(getattr(resource, "attributes", None) or {}),
+            )
+        resource_metadata = known[1]
         context = context_metadata()
         jaeger = self._settings.jaeger_ui_url
         if jaeger is None:  # cacheable: nothing per call in the entries
-            key = (context, caller_header)
+            key = (id(resource), context, caller_header)
             cached = self._merges.get(key)
             if cached is None:
                 if len(self._merges) >= _MAX_CACHED_MERGES:
                     self._merges.clear()
-                cached = self._merges[key] = self._merge(context, caller_header, None)
+                cached = self._merges[key] = self._merge(resource_metadata, context, caller_header, None)
             return cached
-        return self._merge(context, caller_header, f"{jaeger}/trace/{trace_id}")
+        return self._merge(resource_metadata, context, caller_header, f"{jaeger}/trace/{trace_id}")
 
-    def _merge(self, context: MetadataItems, caller_header: str | None, jaeger_link: str | None) -> _Merged:
-        entries = {**self._resource_metadata, **self._static_metadata, **dict(context)}
+    def _merge(
+        self,
+        resource: dict[str, str],
+        context: MetadataItems,
+        caller_header: str | None,
+        jaeger_link: str | None,
+    ) -> _Merged:
+        entries = {**resource, **self._static_metadata, **dict(context)}
         if jaeger_link is not None:
             if len(jaeger_link) <= md.MAX_VALUE_CHARS:
                 entries.setdefault("jaeger_trace", jaeger_link)
@@ -193,11 +208,11 @@ class PortkeyHooks:
     def _record_response(self, span: Span, response: Any) -> None:
         if not span.is_recording():
             return
-        recorded = getattr(span, "attributes", None)
-        if not recorded or h.ATTR_SPAN_ID not in recorded:
+        if span not in self._bridged:
             return  # not a call this bridge sent to a gateway
+        self._bridged.discard(span)
         answer = h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,))
-        attributes = h.response_attributes(answer.get, {})
+        attributes = h.response_attributes(answer.get)
         if attributes:
             span.set_attributes(attributes)
         if attributes.get(h.ATTR_GATEWAY_EXCEPTION):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
@@ -20,6 +22,7 @@ _log = logging.getLogger(__name__)
 # Set while ``opentelemetry-instrument`` loads instrumentors (pre/post-instrument entry points):
 # the httpx instrumentors may still be loaded after the bridge, so it waits before doing it itself.
 _auto_instrumenting = False
+DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
 class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -46,6 +49,17 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        try:
+            self._install(**kwargs)
+        except Exception as error:  # the app must start with or without the bridge
+            _log.warning(
+                "otel-portkey: the bridge could not be installed (%s); the application runs without it",
+                type(error).__name__,
+            )
+            with contextlib.suppress(Exception):
+                self._uninstrument()
+
+    def _install(self, **kwargs: Any) -> None:
         settings = PortkeySettings.from_env(
             gateway_urls=kwargs.get("gateway_urls"),
             trace_id_policy=kwargs.get("trace_id_policy"),
@@ -66,13 +80,26 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self.instrument_http_clients()
 
     def instrument_http_clients(self) -> None:
-        """Instrument each httpx flavour that nobody has instrumented (hooks attach as it happens)."""
+        """Instrument each httpx flavour that nobody has instrumented (hooks attach as it happens).
+
+        A flavour the user switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` stays off.
+        """
         if self._wiring is None:
             return
+        disabled = {name.strip() for name in os.environ.get(DISABLED_ENV, "").split(",")}
         for flavour in flavours():
-            if not flavour.is_instrumented():
-                flavour.instrumentor_class().instrument(tracer_provider=self._tracer_provider)
-                self._owned += (flavour,)
+            if flavour.is_instrumented():
+                continue
+            if flavour.module_name in disabled or "*" in disabled:
+                _log.warning(
+                    "otel-portkey: %s is in %s, so calls made with %s are not bridged",
+                    flavour.module_name,
+                    DISABLED_ENV,
+                    flavour.module_name,
+                )
+                continue
+            flavour.instrumentor_class().instrument(tracer_provider=self._tracer_provider)
+            self._owned += (flavour,)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for flavour in self._owned:

@@ -92,26 +92,33 @@ def encode(entries: Mapping[str, str]) -> str:
 def merge(caller_header: str | None, context: Mapping[str, str]) -> MergedMetadata:
     """Merge context metadata into a caller's ``x-portkey-metadata``; the caller's keys win.
 
-    A caller header that is not a JSON object is kept exactly as sent and nothing is merged.
-    With no context metadata, the caller's header is kept byte for byte (no JSON round trip).
+    The caller's entries are made safe and placed first, then context entries whose keys the
+    caller did not use, up to the 64-entry cap. A caller header that is not a JSON object is kept
+    exactly as sent and nothing is merged. With no context metadata, a caller header that already
+    follows Portkey's rules is kept byte for byte (no JSON round trip); one that does not is
+    re-encoded, made safe.
     """
+    context_entries = sanitise(context)
+    context_changed = context_entries != context
     if caller_header is None:
-        if not context:
-            return MergedMetadata(None, {})
-        entries = sanitise(context)
-        return MergedMetadata(encode(entries), entries, made_safe=entries != context)
+        if not context_entries:
+            return MergedMetadata(None, {}, made_safe=context_changed)
+        return MergedMetadata(encode(context_entries), context_entries, made_safe=context_changed)
     try:
         parsed = json.loads(caller_header)
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict):
         return MergedMetadata(None, {}, caller_header_invalid=True)
-    caller = sanitise(parsed)
-    if not context:
-        return MergedMetadata(None, caller, made_safe=caller != parsed)
-    combined = {**context, **parsed}
-    entries = sanitise(combined)
-    return MergedMetadata(encode(entries), entries, made_safe=entries != combined)
+    entries = sanitise(parsed)
+    caller_changed = entries != parsed
+    if not context_entries and not caller_changed:
+        return MergedMetadata(None, entries, made_safe=context_changed)
+    for key, value in context_entries.items():
+        if len(entries) >= MAX_ENTRIES:
+            break
+        entries.setdefault(key, value)
+    return MergedMetadata(encode(entries), entries, made_safe=caller_changed or context_changed)
 
 
 def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:

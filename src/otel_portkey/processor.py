@@ -7,6 +7,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .context import MetadataItems, context_metadata
 from .headers import ATTR_METADATA_PREFIX
+from .hooks import report_once
 
 DEFAULT_MAX_LIVE_SPANS = 10_000
 
@@ -27,22 +28,28 @@ class PortkeySpanProcessor(SpanProcessor):
         self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        items = context_metadata(parent_context)
-        if items:
-            attributes = self._attributes.get(items)
-            if attributes is None:
-                if len(self._attributes) >= 256:
-                    self._attributes.clear()
-                attributes = self._attributes[items] = {ATTR_METADATA_PREFIX + k: v for k, v in items}
-            span.set_attributes(attributes)
-        live = self._live
-        if len(live) < self._max_live_spans:
-            live[span.context.span_id] = span
+        try:
+            items = context_metadata(parent_context)
+            if items:
+                attributes = self._attributes.get(items)
+                if attributes is None:
+                    if len(self._attributes) >= 256:
+                        self._attributes.clear()
+                    attributes = self._attributes[items] = {ATTR_METADATA_PREFIX + k: v for k, v in items}
+                span.set_attributes(attributes)
+            live = self._live
+            if len(live) < self._max_live_spans:
+                live[span.context.span_id] = span
+        except Exception as error:  # the SDK does not guard processors: never raise into the app
+            report_once("tagging a span with Portkey metadata", error)
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is not None:
-            self._live.pop(context.span_id, None)
+        try:
+            context = span.context
+            if context is not None:
+                self._live.pop(context.span_id, None)
+        except Exception as error:
+            report_once("forgetting an ended span", error)
 
     def span_name_of(self, span_id: int) -> str | None:
         """The current name of the live span ``span_id``, if this processor saw it start."""

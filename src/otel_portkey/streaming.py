@@ -49,28 +49,34 @@ def end_span_when_stream_closes(span: Span, stream: Any) -> bool:
     def end_later(end_time: int | None = None) -> None:
         """Stands in for ``span.end`` while the body streams: the instrumentation's call is ignored."""
 
+    # The stream is patched first: if it cannot be (slots, no weak references), the span ends as
+    # usual and whatever was patched does nothing.
+    try:
+        if close is not None:
+
+            def close_then_end() -> None:
+                try:
+                    close()
+                finally:
+                    finish()
+
+            stream.close = close_then_end
+        if aclose is not None:
+
+            async def aclose_then_end() -> None:
+                try:
+                    await aclose()
+                finally:
+                    finish()
+
+            stream.aclose = aclose_then_end
+        weakref.finalize(stream, finish)
+    except (AttributeError, TypeError):
+        state["ended"] = True  # a half-patched stream must not end the span a second time
+        return False
     try:
         span.end = end_later  # type: ignore[method-assign]
     except (AttributeError, TypeError):
+        state["ended"] = True  # the span ends as usual; the patched stream must not end it again
         return False
-
-    if close is not None:
-
-        def close_then_end() -> None:
-            try:
-                close()
-            finally:
-                finish()
-
-        stream.close = close_then_end
-    if aclose is not None:
-
-        async def aclose_then_end() -> None:
-            try:
-                await aclose()
-            finally:
-                finish()
-
-        stream.aclose = aclose_then_end
-    weakref.finalize(stream, finish)
     return True
