@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_portkey import PortkeyInstrumentor
+from otel_portkey import PortkeyInstrumentor, hooks
 from otel_portkey.testing import GatewayUnavailable, OssGateway, ScriptedModelServer
 from otel_portkey.wiring import flavours
 
@@ -65,8 +65,10 @@ def spans() -> Iterator[Spans]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_instrumentation() -> Iterator[None]:
-    """Every test starts and ends with nothing instrumented."""
+def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts and ends with nothing instrumented, and with no warning already given
+    (the bridge warns once per kind of problem: a test must see its own warning)."""
+    monkeypatch.setattr(hooks, "_reported", set())
     yield
     for instrumentor in [PortkeyInstrumentor(), *(f.instrumentor_class() for f in flavours())]:
         if instrumentor.is_instrumented_by_opentelemetry:
