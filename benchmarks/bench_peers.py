@@ -11,10 +11,12 @@ calls and prints the per-call CPU; the rounds still interleave the configuration
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from harness import interleave_samples, paired_cpu, sdk_provider, table, timed, us
@@ -92,11 +94,21 @@ def bench(gateway: str, count: int, rounds: int) -> str:
         names = [BASE, BRIDGE] + [name for name, (module, _) in peers.items() if _installed(module)]
         missing = [name for name, (module, _) in peers.items() if not _installed(module)]
 
-        def run(name: str, suite: str = suite) -> tuple[float, float]:
+        samples_taken = itertools.count()
+
+        def run(
+            name: str,
+            suite: str = suite,
+            samples_taken: Iterator[int] = samples_taken,
+            per_round: int = len(names),
+        ) -> tuple[float, float]:
+            # One hash seed per round, shared by the configurations of that round: the layout a
+            # seed gives affects every configuration alike, and differs from round to round.
+            seed = next(samples_taken) // per_round
             output = subprocess.run(
                 [sys.executable, __file__, suite, name, gateway, str(count)],
                 capture_output=True,
-                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layout in every child
+                env={**os.environ, "PYTHONHASHSEED": str(seed)},
                 text=True,
                 check=True,
             ).stdout.split()

@@ -67,7 +67,7 @@ def main() -> int:
     with model_server() as gateway:
         report, _ = bench_calls.bench(gateway, count=20 if smoke else 100, rounds=2 if smoke else 25)
         print(report)
-        print(bench_peers.bench(gateway, count=10 if smoke else 200, rounds=2 if smoke else 12))
+        print(bench_peers.bench(gateway, count=10 if smoke else 200, rounds=2 if smoke else 16))
     report, processor = bench_processor.bench(count=2000 if smoke else 20_000, rounds=2 if smoke else 15)
     print(report)
     worst = max(processor.values())

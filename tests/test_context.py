@@ -72,3 +72,14 @@ def test_baggage_from_upstream_is_made_safe_and_odd_keys_are_skipped():
     finally:
         context.detach(token)
     assert found == {"note": "x" + "y" * 126 + "…"}
+
+
+def test_baggage_from_upstream_is_capped_at_portkeys_64_entries():
+    ctx = None
+    for i in range(150):
+        ctx = baggage.set_baggage(f"portkey.metadata.k{i}", "v", context=ctx)
+    token = context.attach(ctx)
+    try:
+        assert len(context_metadata()) == 64
+    finally:
+        context.detach(token)

@@ -146,3 +146,81 @@ def test_suppressed_instrumentation_adds_nothing(bridge, model, spans, flavour, 
         post(flavour, mode, chat_url(model))
     assert not [n for n in model.received[-1].headers if n.startswith("x-portkey-")]
     assert spans.all() == []
+
+
+# The hooks driven directly, with real httpx requests and SDK spans from providers of their own.
+GATEWAY = "http://gateway.test:8787"
+
+
+def _provider(service):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider(resource=Resource.create({"service.name": service}))
+
+
+def _call(bridge, span, headers=None, url=f"{GATEWAY}/v1/chat/completions", answer=()):
+    import httpx
+    from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
+
+    request = httpx.Request("POST", url, headers=headers or {})
+    info = RequestInfo(request.method, request.url, request.headers, None, {})
+    bridge.request_hook(span, info)
+    bridge.response_hook(span, info, ResponseInfo(200, httpx.Headers(list(answer)), None, {}))
+    return request.headers
+
+
+def _hooks(**settings):
+    from otel_portkey.config import PortkeySettings
+
+    return hooks.PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY], **settings))
+
+
+def test_each_tracer_providers_resource_gives_its_own_service_metadata():
+    import json
+
+    bridge = _hooks()
+    tracers = {name: _provider(name).get_tracer("t") for name in ("checkout", "search")}
+    for name in ("checkout", "search", "checkout", "search"):
+        sent = _call(bridge, tracers[name].start_span("POST"))
+        assert json.loads(sent["x-portkey-metadata"])["service"] == name
+
+
+def test_context_metadata_is_kept_first_when_there_are_more_entries_than_portkey_allows():
+    import json
+
+    from otel_portkey import portkey_metadata
+
+    bridge = _hooks(metadata={f"static{i}": "v" for i in range(70)})
+    with portkey_metadata(session="s-1"):
+        sent = json.loads(
+            _call(bridge, _provider("svc").get_tracer("t").start_span("POST"))["x-portkey-metadata"]
+        )
+    assert len(sent) == 64
+    assert sent["session"] == "s-1"  # most specific: kept
+    assert "service" not in sent  # least specific (the resource): left out
+
+
+class _SpanWithoutWeakReferences:
+    """A span type that cannot be weakly referenced (``__slots__``), delegating to an SDK span."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, span):
+        self._span = span
+
+    def __getattr__(self, name):
+        return getattr(self._span, name)
+
+
+def test_a_span_without_weak_references_still_gets_the_gateways_answer():
+    bridge = _hooks()
+    tracer = _provider("svc").get_tracer("t")
+    span = _SpanWithoutWeakReferences(tracer.start_span("POST"))
+    answer = [("x-portkey-cache-status", "HIT"), ("x-portkey-trace-id", "echoed")]
+    sent = _call(bridge, span, answer=answer)
+    assert "x-portkey-trace-id" in sent
+    assert span.attributes["portkey.cache.status"] == "HIT"
+    other = _SpanWithoutWeakReferences(tracer.start_span("GET"))
+    _call(bridge, other, url="http://elsewhere.test/", answer=answer)  # not gateway-bound
+    assert "portkey.cache.status" not in other.attributes

@@ -83,3 +83,28 @@ def test_event_stream_detection():
     assert is_event_stream("Text/Event-Stream")
     assert not is_event_stream("application/json")
     assert not is_event_stream(None)
+
+
+def test_a_stream_that_can_only_be_half_patched_never_ends_the_span_twice(spans, caplog):
+    from opentelemetry import trace
+
+    class HalfPatchable:
+        """``close`` can be replaced, ``aclose`` cannot (a method under ``__slots__``)."""
+
+        __slots__ = ("__weakref__", "close")
+
+        def __init__(self):
+            self.close = lambda: None
+
+        async def aclose(self):
+            pass
+
+    span = trace.get_tracer("t").start_span("half")
+    stream = HalfPatchable()
+    assert not end_span_when_stream_closes(span, stream)
+    span.end()  # the instrumentation ends the span as usual
+    ended_at = span.end_time
+    with caplog.at_level("WARNING"):
+        stream.close()
+    assert span.end_time == ended_at
+    assert "ended span" not in caplog.text  # the SDK's "Calling end() on an ended span"

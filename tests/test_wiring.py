@@ -153,13 +153,27 @@ def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, mon
 
     pristine = {name: transports(module) for name, module in MODULES.items()}
 
-    def broken_attach(self, flavour):
-        raise RuntimeError("boom")
+    attach = wiring.Wiring.attach
+    attached = []
 
-    monkeypatch.setattr(wiring.Wiring, "attach", broken_attach)
+    def attach_then_break(self, flavour):  # the first flavour is wired, the second one fails
+        if attached:
+            raise RuntimeError("boom")
+        attach(self, flavour)
+        attached.append(flavour)
+
+    monkeypatch.setattr(wiring.Wiring, "attach", attach_then_break)
     with caplog.at_level(logging.WARNING):
         PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert attached, "one flavour was wired before the failure"
     assert "the bridge could not be installed (RuntimeError)" in caplog.text
     assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
     processors = trace.get_tracer_provider()._active_span_processor._span_processors
     assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]
+    assert not PortkeyInstrumentor().is_instrumented_by_opentelemetry
+
+    monkeypatch.setattr(wiring.Wiring, "attach", attach)  # whatever failed is gone: a retry works
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    assert PortkeyInstrumentor().is_instrumented_by_opentelemetry
+    post("httpx", "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
+    assert "x-portkey-trace-id" in model.received[-1].headers

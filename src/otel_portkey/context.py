@@ -14,7 +14,7 @@ from typing import Final
 from opentelemetry import baggage, context
 from opentelemetry.context import Context, get_value
 
-from .metadata import clean_key, clean_value
+from .metadata import MAX_ENTRIES, clean_key, clean_value
 
 BAGGAGE_PREFIX: Final = "portkey.metadata."
 ENDUSER_ID: Final = "enduser.id"
@@ -84,6 +84,8 @@ def context_metadata(ctx: Context | None = None) -> MetadataItems:
     if user is not None:
         found["_user"] = clean_value(user)
     for key, value in entries.items():
+        if len(found) >= MAX_ENTRIES:  # Portkey's cap; it also bounds the attributes on every span
+            break
         # Baggage can arrive from an upstream service's header: every entry is made safe again.
         if isinstance(key, str) and key.startswith(BAGGAGE_PREFIX):
             safe_key = clean_key(key[len(BAGGAGE_PREFIX) :])

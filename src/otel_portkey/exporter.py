@@ -36,7 +36,9 @@ def usable_api_key(value: str | None) -> str | None:
     key = (value or "").strip()
     if key and not all("!" <= c <= "~" for c in key):
         _log.warning(
-            "otel-portkey: %s holds characters an HTTP header cannot carry; it is not used", API_KEY_ENV
+            "otel-portkey: the Portkey API key (%s or api_key=) holds characters an HTTP header cannot "
+            "carry; it is not used",
+            API_KEY_ENV,
         )
         return None
     return key or None

@@ -62,6 +62,17 @@ class _Merged:
         self.attributes = {h.ATTR_METADATA_PREFIX + key: value for key, value in merged.entries.items()}
 
 
+class _ResourceCache:
+    """Metadata derived from one resource, and the merges made with it."""
+
+    __slots__ = ("merges", "metadata", "resource")
+
+    def __init__(self, resource: object) -> None:
+        self.resource = resource
+        self.metadata = md.from_resource(getattr(resource, "attributes", None) or {})
+        self.merges: dict[tuple[MetadataItems, str | None], _Merged] = {}
+
+
 class PortkeyHooks:
     """Adds Portkey headers to gateway-bound requests and Portkey answers to their spans."""
 
@@ -69,9 +80,9 @@ class PortkeyHooks:
         self._settings = settings
         self._span_name_of = span_name_of
         self._static_metadata = dict(settings.static_metadata)
-        # Metadata derived from each tracer provider's resource (held, so its id stays unique).
-        self._resources: dict[int, tuple[object, dict[str, str]]] = {}
-        self._merges: dict[tuple[int, MetadataItems, str | None], _Merged] = {}
+        # Per tracer provider resource (held, so its id stays unique): the metadata derived from it
+        # and the merges made with it, so a merge can never be served for another resource.
+        self._resources: dict[int, _ResourceCache] = {}
         # The spans of calls this bridge sent to a gateway, until their response is recorded.
         self._bridged: weakref.WeakSet[Span] = weakref.WeakSet()
 
@@ -141,7 +152,8 @@ class PortkeyHooks:
                     "{trace_id}", trace_id
                 )
             span.set_attributes(attributes)
-            self._bridged.add(span)
+            if type(span).__weakrefoffset__:  # else recognised by its attributes in the response hook
+                self._bridged.add(span)
 
     def _span_name(self, span: Span, request: Any) -> str:
         parent = getattr(span, "parent", None)
@@ -156,26 +168,21 @@ class PortkeyHooks:
     def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str) -> _Merged:
         resource = getattr(span, "resource", None)
         known = self._resources.get(id(resource))
-        if known is None or known[0] is not resource:
+        if known is None or known.resource is not resource:
             if len(self._resources) >= 16:
                 self._resources.clear()
-                self._merges.clear()
-            known = self._resources[id(resource)] = (
-                resource,
-                md.from_resource(getattr(resource, "attributes", None) or {}),
-            )
-        resource_metadata = known[1]
+            known = self._resources[id(resource)] = _ResourceCache(resource)
         context = context_metadata()
         jaeger = self._settings.jaeger_ui_url
         if jaeger is None:  # cacheable: nothing per call in the entries
-            key = (id(resource), context, caller_header)
-            cached = self._merges.get(key)
+            key = (context, caller_header)
+            cached = known.merges.get(key)
             if cached is None:
-                if len(self._merges) >= _MAX_CACHED_MERGES:
-                    self._merges.clear()
-                cached = self._merges[key] = self._merge(resource_metadata, context, caller_header, None)
+                if len(known.merges) >= _MAX_CACHED_MERGES:
+                    known.merges.clear()
+                cached = known.merges[key] = self._merge(known.metadata, context, caller_header, None)
             return cached
-        return self._merge(resource_metadata, context, caller_header, f"{jaeger}/trace/{trace_id}")
+        return self._merge(known.metadata, context, caller_header, f"{jaeger}/trace/{trace_id}")
 
     def _merge(
         self,
@@ -184,7 +191,12 @@ class PortkeyHooks:
         caller_header: str | None,
         jaeger_link: str | None,
     ) -> _Merged:
-        entries = {**resource, **self._static_metadata, **dict(context)}
+        # Most specific first (context, then static settings, then the resource): when there are
+        # more than Portkey's 64 entries, the least specific ones are the ones left out.
+        entries = dict(context)
+        for fallback in (self._static_metadata, resource):
+            for key, value in fallback.items():
+                entries.setdefault(key, value)
         if jaeger_link is not None:
             if len(jaeger_link) <= md.MAX_VALUE_CHARS:
                 entries.setdefault("jaeger_trace", jaeger_link)
@@ -208,9 +220,10 @@ class PortkeyHooks:
     def _record_response(self, span: Span, response: Any) -> None:
         if not span.is_recording():
             return
-        if span not in self._bridged:
+        if span in self._bridged:
+            self._bridged.discard(span)
+        elif type(span).__weakrefoffset__ or h.ATTR_SPAN_ID not in (getattr(span, "attributes", None) or {}):
             return  # not a call this bridge sent to a gateway
-        self._bridged.discard(span)
         answer = h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,))
         attributes = h.response_attributes(answer.get)
         if attributes:

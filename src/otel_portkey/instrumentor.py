@@ -44,9 +44,22 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _owned: tuple[Flavour, ...] = ()
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
+    _install_failed = False
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
+
+    def instrument(self, **kwargs: Any) -> Any:
+        """Install the bridge (see the class docstring); never raises.
+
+        When installing fails, the bridge logs one warning, leaves nothing behind and does not
+        count as instrumented, so a later ``instrument()`` tries again.
+        """
+        self._install_failed = False
+        result = super().instrument(**kwargs)
+        if self._install_failed:
+            self._is_instrumented_by_opentelemetry = False
+        return result
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
@@ -58,6 +71,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             )
             with contextlib.suppress(Exception):
                 self._uninstrument()
+            self._install_failed = True
 
     def _install(self, **kwargs: Any) -> None:
         settings = PortkeySettings.from_env(
