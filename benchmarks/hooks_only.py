@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import httpx2
+from bench_offline import ANSWER_HEADERS, GATEWAY, URL
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,17 +26,7 @@ from otel_portkey.config import PortkeySettings
 from otel_portkey.hooks import PortkeyHooks
 
 CALLS = 20_000
-URL = "http://gateway.bench:8787/v1/chat/completions"
-ANSWER = httpx2.Headers(
-    [
-        (b"content-type", b"application/json"),
-        (b"x-portkey-cache-status", b"MISS"),
-        (b"x-portkey-retry-attempt-count", b"0"),
-        (b"x-portkey-provider", b"openai"),
-        (b"x-portkey-last-used-option-index", b"config"),
-        (b"x-portkey-trace-id", b"a" * 32),
-    ]
-)
+ANSWER = httpx2.Headers([*ANSWER_HEADERS, (b"x-portkey-trace-id", b"a" * 32)])
 
 
 def per_call_us(hooks: PortkeyHooks, tracer: trace.Tracer, parent: Any) -> float:
@@ -63,7 +54,7 @@ def per_call_us(hooks: PortkeyHooks, tracer: trace.Tracer, parent: Any) -> float
 def main() -> None:
     trace.set_tracer_provider(TracerProvider())
     tracer = trace.get_tracer("bench")
-    hooks = PortkeyHooks(PortkeySettings.from_env(gateway_urls=["http://gateway.bench:8787"]))
+    hooks = PortkeyHooks(PortkeySettings.from_env(gateway_urls=[GATEWAY]))
     parent = trace.set_span_in_context(tracer.start_span("chat gpt-4o"))
     median = statistics.median(per_call_us(hooks, tracer, parent) for _ in range(7))
     print(f"{otel_portkey.__file__}: {median:.1f} µs per call (request + response hook)")

@@ -22,7 +22,23 @@ TRACE_ID_POLICY_ENV: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
 METADATA_ENV: Final = "OTEL_PORTKEY_METADATA"
 JAEGER_UI_URL_ENV: Final = "OTEL_PORTKEY_JAEGER_UI_URL"
 TRACE_URL_TEMPLATE_ENV: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
+API_KEY_ENV: Final = "PORTKEY_API_KEY"
 _POLICIES: Final = ("respect", "override")
+
+
+def usable_api_key(value: str | None) -> str | None:
+    """The key with surrounding white space removed (keys mounted from files end in a newline),
+    or None when it is empty or still holds a character a header cannot carry: sending it would
+    make the HTTP client raise an error that quotes the key, and that error would be logged."""
+    key = (value or "").strip()
+    if key and not all("!" <= c <= "~" for c in key):
+        _log.warning(
+            "otel-portkey: the Portkey API key (%s or api_key=) holds characters an HTTP header cannot "
+            "carry; it is not used",
+            API_KEY_ENV,
+        )
+        return None
+    return key or None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Final
 from opentelemetry import baggage, context
 from opentelemetry.context import Context, get_value
 
-from .metadata import MAX_ENTRIES, clean_key, clean_value
+from .metadata import clean_key, clean_value, sanitise
 
 BAGGAGE_PREFIX: Final = "portkey.metadata."
 ENDUSER_ID: Final = "enduser.id"
@@ -79,18 +79,16 @@ def context_metadata(ctx: Context | None = None) -> MetadataItems:
     source, items = _last
     if entries == source:
         return items
-    found: dict[str, str] = {}
+    found: dict[object, object] = {
+        key[len(BAGGAGE_PREFIX) :]: value
+        for key, value in entries.items()
+        if isinstance(key, str) and key.startswith(BAGGAGE_PREFIX)
+    }
     user = entries.get(ENDUSER_ID)
     if user is not None:
-        found["_user"] = clean_value(user)
-    for key, value in entries.items():
-        if len(found) >= MAX_ENTRIES:  # Portkey's cap; it also bounds the attributes on every span
-            break
-        # Baggage can arrive from an upstream service's header: every entry is made safe again.
-        if isinstance(key, str) and key.startswith(BAGGAGE_PREFIX):
-            safe_key = clean_key(key[len(BAGGAGE_PREFIX) :])
-            if safe_key is not None:
-                found[safe_key] = clean_value(value)
-    items = tuple(found.items())
+        found = {"_user": user, **found}  # first, with an explicit ``_user`` entry's value
+    # Baggage can arrive from an upstream service's header: every entry is made safe again, and
+    # Portkey's 64-entry cap also bounds the attributes the processor puts on every span.
+    items = tuple(sanitise(found).items())
     _last = (dict(entries), items)
     return items

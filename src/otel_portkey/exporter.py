@@ -20,28 +20,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.util.re import parse_env_headers
 
+from .config import API_KEY_ENV, usable_api_key
+
 ENDPOINT_ENV: Final = "OTEL_EXPORTER_PORTKEY_ENDPOINT"
 DEFAULT_ENDPOINT: Final = "https://api.portkey.ai/v1/otel"
-API_KEY_ENV: Final = "PORTKEY_API_KEY"
 API_KEY_HEADER: Final = "x-portkey-api-key"
 TRACES_PATH: Final = "/v1/traces"
 
 _log = logging.getLogger(__name__)
-
-
-def usable_api_key(value: str | None) -> str | None:
-    """The key with surrounding white space removed (keys mounted from files end in a newline),
-    or None when it is empty or still holds a character a header cannot carry: sending it would
-    make the HTTP client raise an error that quotes the key, and that error would be logged."""
-    key = (value or "").strip()
-    if key and not all("!" <= c <= "~" for c in key):
-        _log.warning(
-            "otel-portkey: the Portkey API key (%s or api_key=) holds characters an HTTP header cannot "
-            "carry; it is not used",
-            API_KEY_ENV,
-        )
-        return None
-    return key or None
 
 
 def traces_url(base: str) -> str:

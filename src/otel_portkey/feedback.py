@@ -9,12 +9,11 @@ from typing import Any, Final
 
 from opentelemetry import trace
 
-from .exporter import usable_api_key
+from .config import API_KEY_ENV, usable_api_key
 from .ids import format_trace_id
 from .metadata import sanitise
 from .trace_ids import portkey_trace_ids
 
-API_KEY_ENV: Final = "PORTKEY_API_KEY"
 FEEDBACK_BASE_URL_ENV: Final = "OTEL_PORTKEY_FEEDBACK_BASE_URL"
 DEFAULT_FEEDBACK_BASE_URL: Final = "https://api.portkey.ai/v1"
 

@@ -44,7 +44,6 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _owned: tuple[Flavour, ...] = ()
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
-    _install_failed = False
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -55,15 +54,10 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         When installing fails, the bridge logs one warning, leaves nothing behind and does not
         count as instrumented, so a later ``instrument()`` tries again.
         """
-        self._install_failed = False
-        result = super().instrument(**kwargs)
-        if self._install_failed:
-            self._is_instrumented_by_opentelemetry = False
-        return result
-
-    def _instrument(self, **kwargs: Any) -> None:
+        # BaseInstrumentor marks itself instrumented only after ``_instrument`` returns, so a
+        # failure caught here leaves it uninstrumented with nothing more to do.
         try:
-            self._install(**kwargs)
+            return super().instrument(**kwargs)
         except Exception as error:  # the app must start with or without the bridge
             _log.warning(
                 "otel-portkey: the bridge could not be installed (%s); the application runs without it",
@@ -71,9 +65,9 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             )
             with contextlib.suppress(Exception):
                 self._uninstrument()
-            self._install_failed = True
+            return None
 
-    def _install(self, **kwargs: Any) -> None:
+    def _instrument(self, **kwargs: Any) -> None:
         settings = PortkeySettings.from_env(
             gateway_urls=kwargs.get("gateway_urls"),
             trace_id_policy=kwargs.get("trace_id_policy"),

@@ -26,7 +26,7 @@ def is_event_stream(content_type: str | None) -> bool:
 def end_span_when_stream_closes(span: Span, stream: Any) -> bool:
     """Defer ``span.end()`` until ``stream`` is closed (sync ``close`` or async ``aclose``).
 
-    Returns False, changing nothing, when the span or stream cannot be wrapped.
+    Returns False when the span or stream cannot be wrapped: the span then ends as usual.
     """
     close: Callable[[], None] | None = getattr(stream, "close", None)
     aclose: Callable[[], Awaitable[None]] | None = getattr(stream, "aclose", None)
