@@ -10,7 +10,10 @@
 #   OTELCOL=<path>
 # Everything else (progress, build logs) goes to stderr.
 #
-# Usage: components/build.sh [--force]
+# Usage: components/build.sh [--force | --check]
+#   --check  build nothing: exit 0 and print the paths when both binaries are up to date,
+#            else exit 3 with one line saying what is missing (the test fixtures use this:
+#            builds happen in `make components`, before pytest starts, never inside a test).
 # Env:   OTEL_PORTKEY_CACHE (default ~/.cache/otel-portkey), GO (go binary to use)
 set -euo pipefail
 
@@ -28,10 +31,12 @@ MIN_GO_MINOR=26   # collector v0.165 modules declare "go 1.26.0"
 # -----------------------------------------------------------------------------
 
 FORCE=0
+CHECK=0
 case "${1:-}" in
   --force) FORCE=1 ;;
+  --check) CHECK=1 ;;
   "") ;;
-  *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--force | --check]" >&2; exit 2 ;;
 esac
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,6 +48,18 @@ JAEGER_BIN="$BIN_DIR/jaeger-$JAEGER_VERSION"
 OTELCOL_BIN="$BIN_DIR/otelcol-$OTELCOL_VERSION"
 
 log() { echo "[build.sh] $*" >&2; }
+# A cold build is silent for minutes: say every 30 s that it is still going.
+with_heartbeat() { # $1=what; rest=command
+  local what="$1" t0=$SECONDS pid; shift
+  ( while sleep 1; do
+      (( (SECONDS - t0) % 30 == 0 )) && log "... still building $what ($((SECONDS - t0)) s)"
+    done ) &
+  pid=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  return "$rc"
+}
 die() { echo "[build.sh] ERROR: $*" >&2; exit 1; }
 
 [[ -f "$MANIFEST" ]] || die "missing $MANIFEST"
@@ -64,6 +81,11 @@ if up_to_date "$JAEGER_BIN" "$JAEGER_STAMP" && up_to_date "$OTELCOL_BIN" "$OTELC
   echo "JAEGER=$JAEGER_BIN"
   echo "OTELCOL=$OTELCOL_BIN"
   exit 0
+fi
+
+if [[ "$CHECK" == 1 ]]; then
+  echo "Jaeger $JAEGER_VERSION and otelcol $OTELCOL_VERSION are not built in $BIN_DIR: run 'make components'" >&2
+  exit 3
 fi
 
 # Serialize concurrent invocations (e.g. parallel test workers).
@@ -97,13 +119,15 @@ build_jaeger() {
   local t0=$SECONDS src
   # "go install pkg@version" refuses modules with replace directives (jaeger has one
   # for sarama), so build inside the downloaded module source, honouring its go.mod.
+  log "downloading Jaeger's modules from $("$GO" env GOPROXY) ..."
   src="$("$GO" mod download -json "$JAEGER_MODULE@$JAEGER_MODULE_VERSION" \
          | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -d "$src/cmd/jaeger" ]] || die "jaeger source not found (got '$src')"
   local tmp="$JAEGER_BIN.tmp.$$"
   # No UI: cmd/query/app/ui embeds actual/* (only a .gitignore in the module zip) and
   # falls back to a placeholder index.html; the HTTP/gRPC query APIs work normally.
-  (cd "$src" && "$GO" build -trimpath -ldflags "$JAEGER_LDFLAGS" -o "$tmp" ./cmd/jaeger) >&2
+  with_heartbeat Jaeger bash -c 'cd "$1" && "$2" build -trimpath -ldflags "$3" -o "$4" ./cmd/jaeger' _ \
+    "$src" "$GO" "$JAEGER_LDFLAGS" "$tmp" >&2
   mv -f "$tmp" "$JAEGER_BIN"
   echo "$JAEGER_STAMP" > "$JAEGER_BIN.stamp"
   log "jaeger built in $((SECONDS - t0))s -> $JAEGER_BIN"
@@ -123,7 +147,7 @@ build_otelcol() {
   mkdir -p "$work"
   cp "$MANIFEST" "$work/otelcol-builder.yaml"
   # output_path in the manifest is relative (./otelcol-dist) -> resolved from $work.
-  (cd "$work" && "$ocb" --config=otelcol-builder.yaml) >&2
+  with_heartbeat otelcol bash -c 'cd "$1" && "$2" --config=otelcol-builder.yaml' _ "$work" "$ocb" >&2
   local out="$work/otelcol-dist/otelcol-portkey"
   [[ -x "$out" ]] || die "ocb did not produce $out"
   mv -f "$out" "$OTELCOL_BIN.tmp.$$"

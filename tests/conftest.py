@@ -91,7 +91,7 @@ def model(model_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
 @pytest.fixture(scope="session")
 def oss_gateway() -> Iterator[OssGateway]:
     try:
-        gateway = OssGateway().start()
+        gateway = OssGateway().start(install=False)  # `make components` installs it
     except GatewayUnavailable as error:
         skip_or_fail(f"the OSS Portkey gateway is not available: {error}")
     try:
@@ -114,10 +114,10 @@ PORTKEY_STANDIN_KEY = "pk-standin-0123456789"
 
 @pytest.fixture(scope="session")
 def go_binaries() -> dict[str, str]:
-    from components import ComponentUnavailable, build_components
+    from components import ComponentUnavailable, built_components
 
     try:
-        return build_components()
+        return built_components()
     except ComponentUnavailable as error:
         skip_or_fail(str(error))
         raise

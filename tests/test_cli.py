@@ -39,7 +39,7 @@ def assert_correlated(result):
     for call in result["calls"]:
         assert call["sent"]["x-portkey-trace-id"] == call["otel_trace_id"] == result["trace_id"]
         assert call["sent"]["x-portkey-parent-span-id"] == call["http_span_id"]
-        assert call["answered"]["portkey.trace_id"] == result["trace_id"]
+        assert call["echoed"] == result["trace_id"], "what the gateway itself answered"
         assert call["sent"]["x-portkey-span-name"] == call["caller"] == "chat gpt-4o"
 
 
@@ -213,3 +213,40 @@ def test_doctor_exit_codes():
             check=False,
         )
     assert good.returncode == 0, good.stdout
+
+
+MISSING_EXTRA = "otel-portkey demo needs the 'demo' extra: pip install 'otel-portkey[demo]' (missing: {})"
+
+
+def test_demo_without_its_extra_is_one_sentence(tmp_path):
+    """A plain ``pip install otel-portkey``: the console script says what to install, no traceback."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['rich'] = None  # not installed\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    run = demo(env={"PYTHONPATH": path}, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip() == MISSING_EXTRA.format("rich")
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_demo_checks_every_module_before_starting_anything(monkeypatch, capsys):
+    import importlib.util
+
+    from otel_portkey import cli
+    from otel_portkey import demo as demo_module
+
+    absent = {"portkey_ai", "opentelemetry.distro"}
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name in absent else real_find_spec(name, *args, **kwargs)
+
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("the demo started although packages it needs are missing")
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(demo_module, "run_demo", must_not_start)
+    assert cli.main(["demo", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == MISSING_EXTRA.format("portkey-ai, opentelemetry-distro") + "\n"

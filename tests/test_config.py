@@ -78,3 +78,24 @@ def test_bad_back_link_settings_are_ignored_with_a_warning(caplog):
     assert settings.trace_url_template is None
     assert "OTEL_PORTKEY_JAEGER_UI_URL" in caplog.text
     assert "{trace_id}" in caplog.text
+
+
+def test_portkey_proxy_names_a_gateway_whose_calls_are_bridged(model, spans, monkeypatch):
+    """``PORTKEY_PROXY`` (a Portkey SDK variable) makes calls to that URL Portkey-bound, end to end."""
+    import httpx
+
+    from otel_portkey import PortkeyInstrumentor
+
+    url = f"http://127.0.0.1:{model.port}/v1/chat/completions"
+    PortkeyInstrumentor().instrument()
+    httpx.post(url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    assert "x-portkey-trace-id" not in model.received[-1].headers, "not a gateway without the variable"
+    PortkeyInstrumentor().uninstrument()
+
+    monkeypatch.setenv("PORTKEY_PROXY", f"http://127.0.0.1:{model.port}")
+    PortkeyInstrumentor().instrument()
+    httpx.post(url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    sent = model.received[-1].headers
+    (span,) = [s for s in spans.http() if s.attributes["portkey.span_id"] == sent["x-portkey-span-id"]]
+    assert sent["x-portkey-trace-id"] == format(span.context.trace_id, "032x")
+    assert sent["x-portkey-parent-span-id"] == format(span.context.span_id, "016x")

@@ -1,6 +1,7 @@
 import asyncio
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_plus
 
 from opentelemetry import baggage, context
 
@@ -83,3 +84,27 @@ def test_baggage_from_upstream_is_capped_at_portkeys_64_entries():
         assert len(context_metadata()) == 64
     finally:
         context.detach(token)
+
+
+def test_context_metadata_travels_to_a_downstream_service_in_baggage(model, spans):
+    """The README's promise: a service that is not Portkey receives ``portkey_metadata`` entries
+    in the W3C ``baggage`` header (and no Portkey header)."""
+    import httpx
+    from opentelemetry import trace
+
+    from otel_portkey import PortkeyInstrumentor
+
+    PortkeyInstrumentor().instrument(gateway_urls=["http://127.0.0.1:9"])  # the model is not a gateway
+    with (
+        trace.get_tracer("t").start_as_current_span("request"),
+        portkey_metadata(_user="alice", session="s 7"),
+    ):
+        httpx.post(
+            f"{model.base_url}/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    received = model.received[-1].headers
+    pairs = (item.strip().split("=", 1) for item in received["baggage"].split(","))
+    entries = {unquote_plus(key): unquote_plus(value) for key, value in pairs}
+    assert entries == {"portkey.metadata._user": "alice", "portkey.metadata.session": "s 7"}
+    assert not [name for name in received if name.startswith("x-portkey-")]

@@ -45,8 +45,9 @@ def assert_one_correlated_trace(spans, hop, calls, caller_name):
     for received in hop.requests:
         sent = received.headers
         assert sent["x-portkey-trace-id"] == trace_id
+        assert received.response_headers["x-portkey-trace-id"] == trace_id, "the gateway echoed it"
         http_span = by_id[sent["x-portkey-parent-span-id"]]
-        assert http_span.attributes["portkey.trace_id"] == trace_id, "the gateway echoed the OTel trace id"
+        assert http_span.attributes["portkey.trace_id"] == trace_id
         assert http_span.attributes["portkey.span_id"] == sent["x-portkey-span-id"]
         caller = by_id[http_span.parent_span_id]
         assert caller.name == caller_name

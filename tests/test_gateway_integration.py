@@ -37,18 +37,24 @@ def openai_client(hop, model, cls=openai.OpenAI, extra=None):
 
 
 def assert_correlated(hop, spans, count):
-    """Each request the gateway received names its HTTP span; that span carries the echo."""
+    """Each request the gateway received names its HTTP span; the gateway's answer, as the hop
+    recorded it, echoes that span's trace id, and the span carries what the gateway answered."""
     by_id = {format_span_id(s.context.span_id): s for s in spans.http()}
     assert len(by_id) == count == len(hop.requests)
     for received in hop.requests:
         span = by_id.pop(received.headers["x-portkey-parent-span-id"])
         trace_id = format_trace_id(span.context.trace_id)
+        answered = received.response_headers
         assert received.headers["x-portkey-trace-id"] == trace_id
-        assert span.attributes["portkey.trace_id"] == trace_id, "the gateway echoed the OTel trace id"
+        assert answered["x-portkey-trace-id"] == trace_id, "the gateway echoed the OTel trace id"
+        assert span.attributes["portkey.trace_id"] == trace_id
         assert received.headers["x-portkey-span-id"] == span.attributes["portkey.span_id"]
-        assert span.attributes["portkey.provider"] == "openai"
-        assert span.attributes["portkey.cache.status"] == "DISABLED"
+        assert answered["x-portkey-provider"] == span.attributes["portkey.provider"] == "openai"
+        assert answered["x-portkey-cache-status"] == span.attributes["portkey.cache.status"] == "DISABLED"
+        assert answered["x-portkey-retry-attempt-count"] == "0"
         assert span.attributes["portkey.retry.attempt_count"] == 0
+        assert answered["x-portkey-last-used-option-index"] == "config"
+        assert span.attributes["portkey.last_used_option_index"] == "config"
     assert by_id == {}
 
 
@@ -108,6 +114,7 @@ def test_retries_configured_in_portkey_config_show_on_the_span(hop, model, spans
     client.with_options(max_retries=0).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "x"}]
     )
+    assert hop.requests[0].response_headers["x-portkey-retry-attempt-count"] == "1"
     (span,) = spans.http()
     assert span.attributes["portkey.retry.attempt_count"] == 1
     assert len(model.received) == 2
@@ -120,6 +127,7 @@ def test_exhausted_retries_show_minus_one(hop, model, spans):
         client.with_options(max_retries=0).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
+    assert hop.requests[0].response_headers["x-portkey-retry-attempt-count"] == "-1"
     (span,) = spans.http()
     assert span.attributes["portkey.retry.attempt_count"] == -1
     assert span.status.status_code.name == "ERROR"
@@ -138,5 +146,77 @@ def test_streamed_completion_through_the_gateway(hop, model, spans):
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "echo: stream these words"
     (span,) = spans.http()
-    assert span.attributes["portkey.trace_id"] == hop.requests[0].headers["x-portkey-trace-id"]
+    (received,) = hop.requests
+    trace_id = format_trace_id(span.context.trace_id)
+    assert received.headers["x-portkey-trace-id"] == trace_id
+    assert received.response_headers["x-portkey-trace-id"] == trace_id, "the gateway echoed it"
+    assert received.response_headers["content-type"].startswith("text/event-stream")
+    assert span.attributes["portkey.trace_id"] == trace_id
     assert (span.end_time - span.start_time) / 1e9 >= 0.02 * 3, "the span covers the streamed body"
+
+
+def fallback_config(first_host, second_host):
+    """Two OpenAI-compatible targets, the second used only when the first fails."""
+    return json.dumps(
+        {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                {"provider": "openai", "custom_host": first_host, "api_key": "sk-first"},
+                {"provider": "openai", "custom_host": second_host, "api_key": "sk-second"},
+            ],
+        }
+    )
+
+
+def test_the_fallback_target_used_is_the_option_index_on_the_span(hop, model, spans):
+    """The first target answers 500, so the gateway falls back to the second: index 1, not the trivial 0."""
+    model.fail_next(1, status=500)
+    client = openai.OpenAI(
+        base_url=f"{hop.url}/v1",
+        api_key="sk-unused",
+        default_headers={"x-portkey-config": fallback_config(model.base_url, model.base_url)},
+    )
+    completion = client.with_options(max_retries=0).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "fall back"}]
+    )
+    assert completion.choices[0].message.content == "echo: fall back"
+    assert [r.headers["authorization"] for r in model.received] == ["Bearer sk-first", "Bearer sk-second"]
+    (received,) = hop.requests
+    assert received.status == 200
+    assert received.response_headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    (span,) = spans.http()
+    assert span.attributes["portkey.last_used_option_index"] == "config.targets[1]"
+    assert span.status.status_code.name != "ERROR"
+    assert "portkey.gateway.exception" not in span.attributes
+
+
+def test_a_gateway_exception_marks_the_span_as_an_error(hop, spans):
+    """The OSS gateway answers its own errors (here: an endpoint the provider lacks) with
+    ``x-portkey-gateway-exception: true``; an upstream's error is not one (see the retry tests)."""
+    client = openai.OpenAI(
+        base_url=f"{hop.url}/v1", api_key="sk-test", default_headers={"x-portkey-provider": "anthropic"}
+    )
+    with pytest.raises(openai.InternalServerError, match="embed is not supported by anthropic"):
+        client.with_options(max_retries=0).embeddings.create(model="any", input="x")
+    (received,) = hop.requests
+    assert received.status == 500
+    assert received.response_headers["x-portkey-gateway-exception"] == "true"
+    (span,) = spans.http()
+    assert span.attributes["portkey.gateway.exception"] is True
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "Portkey gateway exception"
+
+
+def test_an_upstream_error_is_not_a_gateway_exception(hop, model, spans):
+    model.fail_next(1, status=500)
+    client = openai_client(hop, model)
+    with pytest.raises(openai.InternalServerError):
+        client.with_options(max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
+    (received,) = hop.requests
+    assert received.status == 500
+    assert "x-portkey-gateway-exception" not in received.response_headers
+    (span,) = spans.http()
+    assert "portkey.gateway.exception" not in span.attributes
+    assert span.status.description != "Portkey gateway exception"

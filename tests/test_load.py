@@ -21,24 +21,27 @@ from otel_portkey.trace_ids import MAX_TRACES, portkey_trace_ids
 tracer = trace.get_tracer("load")
 
 
-def assert_no_cross_talk(spans, requests):
-    """Each request's app span, its HTTP span and the gateway's echo all share one trace id."""
+def assert_no_cross_talk(spans, requests, echoes):
+    """Each request's app span, its HTTP span and the gateway's echo (``echoes``: request label ->
+    the ``x-portkey-trace-id`` the gateway answered) all share one trace id."""
     apps = {s.attributes["portkey.metadata.request"]: s for s in spans.all() if s.name == "request"}
     calls = spans.http()
-    assert len(apps) == len(calls) == requests
+    assert len(apps) == len(calls) == len(echoes) == requests
     for call in calls:
         app = apps[call.attributes["portkey.metadata.request"]]
         trace_id = format_trace_id(app.context.trace_id)
         assert call.context.trace_id == app.context.trace_id
         assert call.parent.span_id == app.context.span_id
-        assert call.attributes["portkey.trace_id"] == trace_id, (
+        assert echoes[call.attributes["portkey.metadata.request"]] == trace_id, (
             "the gateway echoed this request's own trace id"
         )
+        assert call.attributes["portkey.trace_id"] == trace_id
 
 
 def test_1000_concurrent_async_calls(oss_gateway, model, spans):
     PortkeyInstrumentor().instrument(gateway_urls=[oss_gateway.url])
     headers = {**route_headers(model.base_url), "authorization": "Bearer sk-test"}
+    echoes = {}
 
     async def one(client, n, gate):
         async with gate:
@@ -49,6 +52,7 @@ def test_1000_concurrent_async_calls(oss_gateway, model, spans):
                     json={"messages": [{"role": "user", "content": str(n)}]},
                 )
                 assert response.json()["choices"][0]["message"]["content"] == f"echo: {n}"
+                echoes[str(n)] = response.headers.get("x-portkey-trace-id")
 
     async def main():
         gate = asyncio.Semaphore(1000)
@@ -57,25 +61,25 @@ def test_1000_concurrent_async_calls(oss_gateway, model, spans):
             await asyncio.gather(*(one(client, n, gate) for n in range(1000)))
 
     asyncio.run(main())
-    assert_no_cross_talk(spans, 1000)
+    assert_no_cross_talk(spans, 1000, echoes)
 
 
 def test_50_threads_of_calls(oss_gateway, model, spans):
     PortkeyInstrumentor().instrument(gateway_urls=[oss_gateway.url])
     headers = {**route_headers(model.base_url), "authorization": "Bearer sk-test"}
+    echoes = {}
 
     def worker(thread):
         with httpx.Client(base_url=oss_gateway.base_url, timeout=120) as client:
             for n in range(10):
                 with portkey_metadata(request=f"{thread}-{n}"), tracer.start_as_current_span("request"):
-                    assert (
-                        client.post("/chat/completions", headers=headers, json={"messages": []}).status_code
-                        == 200
-                    )
+                    response = client.post("/chat/completions", headers=headers, json={"messages": []})
+                    assert response.status_code == 200
+                    echoes[f"{thread}-{n}"] = response.headers.get("x-portkey-trace-id")
 
     with ThreadPoolExecutor(50) as pool:
         list(pool.map(worker, range(50)))
-    assert_no_cross_talk(spans, 500)
+    assert_no_cross_talk(spans, 500, echoes)
 
 
 def test_100000_sequential_calls_keep_memory_and_registries_bounded():

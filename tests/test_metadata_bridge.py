@@ -82,8 +82,9 @@ def test_trace_id_policy_with_a_callers_own_trace_id(hop, model, spans, policy):
     otel_trace_id = format_trace_id(run.get_span_context().trace_id)
     expected = "seed-trace-42" if policy == "respect" else otel_trace_id
     assert hop.requests[0].headers["x-portkey-trace-id"] == expected
+    assert hop.requests[0].response_headers["x-portkey-trace-id"] == expected, "the gateway echoed it"
     (http_span,) = spans.http()
-    assert http_span.attributes["portkey.trace_id"] == expected  # the gateway's echo
+    assert http_span.attributes["portkey.trace_id"] == expected
 
 
 def test_policy_from_the_environment(model, spans, monkeypatch):

@@ -70,7 +70,10 @@ def test_a_processor_added_by_hand_is_reused():
     assert processors(provider) == [mine], "the user's own processor stays"
 
 
-def test_the_processor_never_raises_into_the_app(monkeypatch):
+def test_the_processor_never_raises_into_the_app(monkeypatch, caplog):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from otel_portkey import processor as processor_module
 
     def broken(ctx=None):
@@ -79,6 +82,13 @@ def test_the_processor_never_raises_into_the_app(monkeypatch):
     monkeypatch.setattr(processor_module, "context_metadata", broken)
     provider = TracerProvider()
     provider.add_span_processor(PortkeySpanProcessor())
-    with provider.get_tracer("t").start_as_current_span("still works") as span:
-        pass
-    assert span.end_time is not None
+    exported = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            with provider.get_tracer("t").start_as_current_span("still works"):
+                pass
+    assert [s.name for s in exported.get_finished_spans()] == ["still works"] * 2, "spans go on to export"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, "one warning, not one per span"
+    assert "tagging a span with Portkey metadata failed (RuntimeError)" in warnings[0]

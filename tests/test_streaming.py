@@ -1,6 +1,7 @@
 """A streamed chat completion keeps its HTTP span open until the stream ends or is closed."""
 
 import asyncio
+import time
 
 import httpx
 import httpx2
@@ -20,11 +21,12 @@ def test_span_ends_when_the_stream_is_fully_read(bridge, model, spans, module):
     with module.Client() as client, client.stream("POST", url(model), json=STREAM) as response:
         assert response.headers["content-type"] == "text/event-stream"
         assert spans.http() == [], "the HTTP span is still open while the body streams"
+        body_started = time.time_ns()
         body = response.read()
         assert b"[DONE]" in body
         (span,) = spans.http()
     assert span.attributes["portkey.span_id"] == model.received[-1].headers["x-portkey-span-id"]
-    assert span.end_time is not None
+    assert span.end_time >= body_started, "the span ended once the body was read, not before"
 
 
 @pytest.mark.parametrize("module", [httpx, httpx2])

@@ -177,3 +177,22 @@ def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, mon
     assert PortkeyInstrumentor().is_instrumented_by_opentelemetry
     post("httpx", "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
     assert "x-portkey-trace-id" in model.received[-1].headers
+
+
+def test_a_client_instrumented_on_its_own_gets_only_the_hooks_passed_to_it(model, spans, monkeypatch):
+    """Documented limitation (README, "Calls not bridged?"): ``instrument_client(client)`` builds the
+    client's own transport wrapper from the hooks passed there; the bridge does not see those calls.
+    (httpx's global instrumentation is off, as when a user instruments one client by hand.)"""
+    monkeypatch.setenv(bridge_module.DISABLED_ENV, "httpx")
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    seen = []
+    with httpx.Client() as client:
+        HTTPXClientInstrumentor.instrument_client(client, request_hook=lambda span, request: seen.append(1))
+        with trace.get_tracer("t").start_as_current_span("caller"):
+            client.post(
+                f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []}
+            )
+    sent = model.received[-1].headers
+    assert seen == [1], "the client's own hook ran"
+    assert "traceparent" in sent, "the client is instrumented"
+    assert not [name for name in sent if name.startswith("x-portkey-")], "not bridged"

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+
+# What ``otel-portkey demo`` imports, itself or in the agent it runs under ``opentelemetry-instrument``
+# (module -> the package that brings it); all of them come with the ``demo`` extra.
+DEMO_MODULES = {
+    "rich": "rich",
+    "langchain": "langchain",
+    "langchain_openai": "langchain-openai",
+    "portkey_ai": "portkey-ai",
+    "opentelemetry.distro": "opentelemetry-distro",
+    "opentelemetry.instrumentation.genai.langchain": "opentelemetry-instrumentation-genai-langchain",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +56,28 @@ def _doctor() -> int:
     return 1 if report.problems else 0
 
 
+def missing_demo_packages() -> list[str]:
+    """The packages of :data:`DEMO_MODULES` that are not installed (found without importing them)."""
+    missing = []
+    for module, package in DEMO_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package is missing, or a half-removed module
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
+
+
 def _demo(args: argparse.Namespace) -> int:
+    missing = missing_demo_packages()
+    if missing:
+        print(
+            "otel-portkey demo needs the 'demo' extra: pip install 'otel-portkey[demo]' "
+            f"(missing: {', '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 1
     from .demo import DemoError, DemoOptions, render, run_demo
 
     options = DemoOptions(
@@ -73,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=2))
     else:
         render(result)
-    return 0 if result.calls and all(call.correlated for call in result.calls) else 1
+    return 0 if result.all_correlated is True else 1  # a call shown uncorrelated, or not verified
 
 
 if __name__ == "__main__":

@@ -18,19 +18,26 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from . import headers as h
 from .config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from .testing.gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
 from .testing.model_server import ScriptedModelServer
 from .testing.otlp_receiver import OtlpReceiver, ReceivedSpan
-from .testing.recording_proxy import RecordingProxy
+from .testing.recording_proxy import ForwardedRequest, RecordingProxy
 from .testing.standin_gateway import PortkeyStandIn
 
 Progress = Callable[[str], None]
 
 AGENT_SCRIPT = "langchain_agent.py"
+
+# The OTel HTTP client instrumentation records the response header named here on each HTTP span
+# (``http.response.header.x_portkey_trace_id``, a list): what the gateway answered, as the client
+# received it, independent of the bridge. The demo's evidence when no recording hop can sit in front
+# of the gateway (hosted Portkey speaks TLS).
+CAPTURED_ECHO_ENV: Final = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE"
+CAPTURED_ECHO_ATTRIBUTE: Final = "http.response.header.x_portkey_trace_id"
 
 
 class DemoError(RuntimeError):
@@ -39,18 +46,43 @@ class DemoError(RuntimeError):
 
 @dataclass
 class LlmCall:
-    """One gateway call: what the gateway received and what its OTel span says."""
+    """One gateway call: what the gateway received and answered, and what its OTel span says.
 
-    sent: dict[str, str]
+    Correlation is judged on evidence only: the request headers and the response headers the
+    recording hop saw. The ``portkey.*`` attributes the bridge wrote on the span (``answered``) are
+    no evidence: ``portkey.trace_id`` holds the id sent whenever the gateway echoes nothing.
+    """
+
+    sent: dict[str, str]  # x-portkey-* the gateway received; without a hop, what the span says was sent
     http_span_id: str
     otel_trace_id: str
-    answered: dict[str, Any]
+    answered: dict[str, Any]  # the portkey.* attributes the bridge set on the HTTP span
     caller: str
+    # The gateway's x-portkey-* response headers as recorded in front of it; without a hop, only the
+    # echo captured by the HTTP instrumentation, if any; None: nothing the gateway answered was seen.
+    gateway_answer: dict[str, str] | None = None
+    request_recorded: bool = True  # ``sent`` is what the gateway received (False: what the span says)
 
     @property
-    def correlated(self) -> bool:
+    def echoed(self) -> str | None:
+        """The ``x-portkey-trace-id`` the gateway answered ("" when it answered none); None: not seen."""
+        if self.gateway_answer is None:
+            return None
+        return self.gateway_answer.get(h.TRACE_ID, "")
+
+    @property
+    def correlated(self) -> bool | None:
+        """True when the gateway received this call's OTel ids and echoed its trace id; None when
+        there is no evidence either way (nothing the gateway answered was recorded)."""
+        echoed = self.echoed
+        if echoed is None:
+            return None
+        if not (self.otel_trace_id and echoed == self.otel_trace_id):
+            return False
+        if not self.request_recorded:  # the echo proves the trace id arrived; nothing else was seen
+            return True
         return (
-            self.sent.get(h.TRACE_ID) == self.otel_trace_id == self.answered.get(h.ATTR_TRACE_ID)
+            self.sent.get(h.TRACE_ID) == self.otel_trace_id
             and self.sent.get(h.PARENT_SPAN_ID) == self.http_span_id
             and self.sent.get(h.SPAN_NAME) == self.caller
         )
@@ -66,6 +98,14 @@ class DemoResult:
     seconds: float = 0.0
     jaeger_link: str | None = None
 
+    @property
+    def all_correlated(self) -> bool | None:
+        """True only when every call is shown correlated; None when some could not be verified."""
+        verdicts = [call.correlated for call in self.calls]
+        if not verdicts or False in verdicts:
+            return False
+        return None if None in verdicts else True
+
     def as_json(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
@@ -73,8 +113,10 @@ class DemoResult:
             "gateway": self.gateway,
             "seconds": round(self.seconds, 3),
             "jaeger_link": self.jaeger_link,
-            "all_correlated": all(call.correlated for call in self.calls),
-            "calls": [dict(asdict(call), correlated=call.correlated) for call in self.calls],
+            "all_correlated": self.all_correlated,
+            "calls": [
+                dict(asdict(call), echoed=call.echoed, correlated=call.correlated) for call in self.calls
+            ],
             "spans": [
                 {
                     "name": s.name,
@@ -184,6 +226,7 @@ def run_demo(
             OTEL_BSP_SCHEDULE_DELAY="100",
             PORTKEY_GATEWAY_URL=f"{gateway_url}/v1",
         )
+        env[CAPTURED_ECHO_ENV] = h.TRACE_ID
         say("Running the seed agent under opentelemetry-instrument")
         instrument = Path(sys.executable).with_name("opentelemetry-instrument")
         command = [str(instrument), sys.executable, str(agent_script())]
@@ -202,16 +245,30 @@ def run_demo(
 
 
 def _result(
-    answer: str, spans: list[ReceivedSpan], received: list[Any] | None, gateway: str, started: float
+    answer: str,
+    spans: list[ReceivedSpan],
+    received: list[ForwardedRequest] | None,
+    gateway: str,
+    started: float,
 ) -> DemoResult:
     by_id = {span.span_id: span for span in spans}
-    if received is None:  # no recording hop (TLS to hosted Portkey): what the spans say was sent
-        received = [_SentFromSpan(span, by_id) for span in spans if h.ATTR_SPAN_ID in span.attributes]
+    exchanges: list[ForwardedRequest | _SentFromSpan] = (
+        list(received)
+        if received is not None  # recorded by the hop in front of the gateway: both directions
+        # no recording hop (TLS to hosted Portkey): what the spans say was sent
+        else [_SentFromSpan(span, by_id) for span in spans if h.ATTR_SPAN_ID in span.attributes]
+    )
     calls = []
-    for request in received:
-        sent = {k: v for k, v in request.headers.items() if k in _SHOWN}
+    for exchange in exchanges:
+        sent = {k: v for k, v in exchange.headers.items() if k in _SHOWN}
         http_span = by_id.get(sent.get(h.PARENT_SPAN_ID, ""))
         caller = by_id.get(http_span.parent_span_id) if http_span else None
+        if isinstance(exchange, ForwardedRequest):
+            gateway_answer: dict[str, str] | None = {
+                k: v for k, v in exchange.response_headers.items() if k.startswith(h.PORTKEY_PREFIX)
+            }
+        else:
+            gateway_answer = exchange.captured_answer
         calls.append(
             LlmCall(
                 sent=sent,
@@ -223,6 +280,8 @@ def _result(
                     if k.startswith("portkey.")
                 },
                 caller=caller.name if caller else "",
+                gateway_answer=gateway_answer,
+                request_recorded=isinstance(exchange, ForwardedRequest),
             )
         )
     roots = [s for s in spans if not s.parent_span_id]
@@ -233,7 +292,11 @@ def _result(
 
 
 class _SentFromSpan:
-    """The headers a call carried, rebuilt from its span when no hop could record them."""
+    """The headers a call carried, rebuilt from its span when no hop could record them, and the
+    echo the HTTP instrumentation captured from the gateway's response (None: none captured).
+
+    The rebuilt headers are what the span says, so they prove nothing about what the gateway
+    received; only the captured echo is the gateway's own word."""
 
     def __init__(self, span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> None:
         caller = by_id.get(span.parent_span_id)
@@ -243,6 +306,10 @@ class _SentFromSpan:
             h.SPAN_ID: str(span.attributes.get(h.ATTR_SPAN_ID, "")),
             h.SPAN_NAME: caller.name if caller else "",
         }
+        captured = span.attributes.get(CAPTURED_ECHO_ATTRIBUTE)
+        if isinstance(captured, (list, tuple)):
+            captured = ", ".join(str(value) for value in captured)
+        self.captured_answer = {h.TRACE_ID: captured} if isinstance(captured, str) else None
 
 
 _SHOWN = (h.TRACE_ID, h.PARENT_SPAN_ID, h.SPAN_ID, h.SPAN_NAME, h.METADATA)
@@ -264,18 +331,13 @@ def render(result: DemoResult) -> None:
         branch = node.add(f"{span.name}  [dim]{span.duration_ms:.1f} ms  span {span.span_id}[/dim]")
         if span.span_id in calls:
             n, call = calls[span.span_id]
-            mark = "[green]ids equal[/green]" if call.correlated else "[red]ids differ[/red]"
+            received = "received" if call.request_recorded else "sent (as its span says; not recorded)"
             branch.add(
-                f"[cyan]gateway call {n} received[/cyan]  trace {call.sent.get(h.TRACE_ID)}  "
+                f"[cyan]gateway call {n} {received}[/cyan]  trace {call.sent.get(h.TRACE_ID)}  "
                 f"parent {call.sent.get(h.PARENT_SPAN_ID)}  span {call.sent.get(h.SPAN_ID)}  "
                 f"name {call.sent.get(h.SPAN_NAME)!r}"
             )
-            branch.add(
-                f"[cyan]gateway call {n} answered[/cyan]  trace {call.answered.get(h.ATTR_TRACE_ID)}  "
-                f"cache {call.answered.get(h.ATTR_CACHE_STATUS)}  "
-                f"retries {call.answered.get(h.ATTR_RETRY_ATTEMPT_COUNT)}  "
-                f"provider {call.answered.get(h.ATTR_PROVIDER)}  {mark}"
-            )
+            branch.add(f"[cyan]gateway call {n} answered[/cyan]  {_answer_line(call)}  {_mark(call)}")
         for child in children.get(span.span_id, []):
             add(branch, child)
 
@@ -285,10 +347,51 @@ def render(result: DemoResult) -> None:
     console.print(tree)
     for value in sorted({call.sent[h.METADATA] for call in result.calls if h.METADATA in call.sent}):
         console.print(f"x-portkey-metadata sent: {value}")
-    correlated = sum(call.correlated for call in result.calls)
-    console.print(
-        f"{correlated} of {len(result.calls)} LLM calls carry OTel trace [bold]{result.trace_id}[/bold] "
-        f"into Portkey, which echoed it back. ({result.seconds:.1f} s)"
-    )
+    console.print(_summary(result))
     if result.jaeger_link:
         console.print(f"Jaeger: {result.jaeger_link}")
+
+
+def _answer_line(call: LlmCall) -> str:
+    """What the gateway answered, from its recorded response headers; never from span attributes."""
+    answer = call.gateway_answer
+    if answer is None:
+        return "[yellow]not recorded (no recording hop in front of this gateway)[/yellow]"
+    echoed = call.echoed or "(none)"
+    if not call.request_recorded:  # only the echo was captured, by the HTTP instrumentation
+        return f"trace {echoed}"
+    return (
+        f"trace {echoed}  cache {answer.get(h.CACHE_STATUS)}  retries {answer.get(h.RETRY_ATTEMPT_COUNT)}  "
+        f"provider {answer.get(h.PROVIDER)}"
+    )
+
+
+def _mark(call: LlmCall) -> str:
+    verdict = call.correlated
+    if verdict is None:
+        return "[yellow]not verified[/yellow]"
+    if not verdict:
+        return "[red]ids differ[/red]"
+    if not call.request_recorded:
+        return "[green]trace id echoed[/green] [yellow](parent and name not verified)[/yellow]"
+    return "[green]ids equal[/green]"
+
+
+def _summary(result: DemoResult) -> str:
+    """The closing line: it claims an echo only for the calls whose recorded answer shows one."""
+    total = len(result.calls)
+    correlated = sum(call.correlated is True for call in result.calls)
+    unverified = sum(call.correlated is None for call in result.calls)
+    line = (
+        f"{correlated} of {total} LLM calls carry OTel trace [bold]{result.trace_id}[/bold] "
+        f"into Portkey, which echoed it back."
+    )
+    differ = total - correlated - unverified
+    if differ:
+        line += f" {differ} not: what the gateway received or answered does not match the OTel ids."
+    if unverified:
+        line += (
+            f" {unverified} not verified: what the {result.gateway} answered was not recorded "
+            "(no recording hop in front of it), so only what the spans say was sent is shown."
+        )
+    return f"{line} ({result.seconds:.1f} s)"

@@ -2,6 +2,31 @@
 
 Entry point ``portkey`` (group ``opentelemetry_traces_exporter``), so
 ``OTEL_TRACES_EXPORTER=otlp,portkey`` sends every span to a collector and to Portkey.
+
+Keeping the collector's credentials home
+----------------------------------------
+The OTLP exporter merges ``OTEL_EXPORTER_OTLP_HEADERS`` / ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``
+into the headers of every instance. Under ``otlp,portkey`` those are the collector's credentials,
+and they must never reach Portkey. The OTLP exporter offers no public way to say "not the
+environment's headers", so two layers keep them out:
+
+1. After construction, the names from those variables (minus headers we set ourselves) are
+   removed from the dict the OTLP client sends from (``_client._headers`` in
+   opentelemetry-exporter-otlp-proto-http 1.4x), and the removal is checked (including any
+   ``_headers`` copy on the exporter). This is the one private-layout dependency.
+2. The exporter is given its own ``requests.Session`` through the public ``session=`` argument,
+   and that session removes those names from every prepared request just before it goes on the
+   wire, whatever copy of the headers the OTLP exporter built the request from. (It also means
+   a credential-provider session, ``OTEL_PYTHON_EXPORTER_OTLP_HTTP_(TRACES_)CREDENTIAL_PROVIDER``,
+   meant for the collector is not used for Portkey either; pass ``session=`` to use your own.)
+
+Layer 2 alone is not trusted, because nothing public tells us the OTLP exporter really sends
+through the session it was given (older and future versions differ). So the exporter FAILS
+CLOSED: when the variables name headers to strip and layer 1 cannot verify they are gone (the
+layout is not there, is not a dict, or a header survives removal), it warns once, naming the
+variables and never their values, and drops every span meant for Portkey (``export`` returns
+FAILURE, ``dropped_spans`` counts them); nothing is sent. With no such headers in the
+environment there is nothing to strip, and the exporter works normally whatever the layout.
 """
 
 from __future__ import annotations
@@ -36,14 +61,44 @@ def traces_url(base: str) -> str:
     return base if base.endswith(TRACES_PATH) else base + TRACES_PATH
 
 
+def collector_header_names(ours: Mapping[str, str]) -> frozenset[str]:
+    """Lowercased names of the headers the OTLP exporter takes from the environment (read as it
+    reads them), minus the ones in ``ours``, which win over the environment's."""
+    from_env = parse_env_headers(
+        os.environ.get(OTEL_EXPORTER_OTLP_TRACES_HEADERS) or os.environ.get(OTEL_EXPORTER_OTLP_HEADERS, ""),
+        liberal=True,
+    )
+    return frozenset(name.lower() for name in from_env) - {name.lower() for name in ours}
+
+
+def _guard_session(strip: frozenset[str]) -> Any:
+    """A ``requests.Session`` that removes ``strip`` from every request it sends, or None
+    without ``requests`` (then only the checked removal stands between the headers and Portkey)."""
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - a dependency of the OTLP/HTTP exporter
+        return None
+
+    class CollectorHeadersStayHome(requests.Session):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            for name in strip:
+                if name in request.headers:  # case-insensitive
+                    del request.headers[name]
+                    _log.debug("otel-portkey: removed a collector header at send time")
+            return super().send(request, **kwargs)
+
+    return CollectorHeadersStayHome()
+
+
 class PortkeySpanExporter(OTLPSpanExporter):
     """OTLP/HTTP protobuf to Portkey's ``<endpoint>/v1/traces``, authenticated by ``x-portkey-api-key``.
 
     ``endpoint`` defaults to ``OTEL_EXPORTER_PORTKEY_ENDPOINT`` or ``https://api.portkey.ai/v1/otel``,
     ``api_key`` to ``PORTKEY_API_KEY``; timeout and compression follow ``OTEL_EXPORTER_OTLP_TRACES_*``
     and ``OTEL_EXPORTER_OTLP_*`` as for any OTLP exporter. Headers meant for your collector
-    (``OTEL_EXPORTER_OTLP_HEADERS``) are not sent to Portkey. Without an API key it warns once,
-    naming the variable, and drops spans instead of sending them; the application runs on.
+    (``OTEL_EXPORTER_OTLP_HEADERS``) are not sent to Portkey; when that cannot be verified it
+    fails closed (see the module docstring). Without an API key it warns once, naming the
+    variable, and drops spans instead of sending them; the application runs on.
     """
 
     def __init__(
@@ -64,32 +119,48 @@ class PortkeySpanExporter(OTLPSpanExporter):
                 "otel-portkey: PortkeySpanExporter has no API key: set %s; spans for Portkey are dropped",
                 API_KEY_ENV,
             )
+        strip = collector_header_names(sent_headers)
+        if kwargs.get("session") is None:
+            kwargs["session"] = _guard_session(strip)
         super().__init__(endpoint=traces_url(base), headers=sent_headers, **kwargs)
-        self._keep_collector_headers_home(sent_headers)
+        self._collector_headers_kept_home = self._keep_collector_headers_home(strip)
+        if not self._collector_headers_kept_home:
+            _log.warning(
+                "otel-portkey: PortkeySpanExporter cannot verify that the headers from %s / %s "
+                "(meant for your collector) are kept away from Portkey: this version of "
+                "opentelemetry-exporter-otlp-proto-http keeps its headers differently; spans for "
+                "Portkey are dropped. Unset those variables for this process, or use a collector "
+                "to reach Portkey.",
+                OTEL_EXPORTER_OTLP_HEADERS,
+                OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+            )
 
-    def _keep_collector_headers_home(self, sent_headers: Mapping[str, str]) -> None:
-        """Drop headers that came from ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``.
-
-        The OTLP exporter merges those into every instance's headers; under
-        ``OTEL_TRACES_EXPORTER=otlp,portkey`` they are the collector's credentials and must not
-        reach Portkey.
-        """
-        headers = getattr(getattr(self, "_client", None), "_headers", None)
-        if not isinstance(headers, dict):
-            return
-        from_env = parse_env_headers(
-            os.environ.get(OTEL_EXPORTER_OTLP_TRACES_HEADERS)
-            or os.environ.get(OTEL_EXPORTER_OTLP_HEADERS, ""),
-            liberal=True,
-        )
-        ours = {name.lower() for name in sent_headers}
-        for name in from_env:
-            if name.lower() not in ours:
-                headers.pop(name.lower(), None)
+    def _keep_collector_headers_home(self, strip: frozenset[str]) -> bool:
+        """Remove ``strip`` from the headers the OTLP client sends; True when verifiably gone
+        (or when there is nothing to remove)."""
+        if not strip:
+            return True
+        sent = getattr(getattr(self, "_client", None), "_headers", None)
+        if not isinstance(sent, dict):
+            return False
+        copies = [sent]
+        copy = getattr(self, "_headers", None)  # older exporters kept one on the instance
+        if copy is not None:
+            if not isinstance(copy, dict):
+                return False
+            copies.append(copy)
+        for held in copies:
+            for name in [name for name in held if name.lower() in strip]:
+                del held[name]
+        return not any(name.lower() in strip for held in copies for name in held)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Send ``spans``; a failure (no key, endpoint down or refusing) is counted, never raised."""
-        result = SpanExportResult.FAILURE if self._api_key is None else super().export(spans)
+        """Send ``spans``; a failure (no key, collector headers not verifiably stripped, endpoint
+        down or refusing) is counted, never raised."""
+        if self._api_key is None or not self._collector_headers_kept_home:
+            result = SpanExportResult.FAILURE
+        else:
+            result = super().export(spans)
         if result is not SpanExportResult.SUCCESS:
             self.dropped_spans += len(spans)
         return result

@@ -41,12 +41,18 @@ def node_binary() -> str | None:
     return shutil.which("node")
 
 
+def installed_gateway(version: str = GATEWAY_VERSION) -> Path:
+    """Where the pinned gateway's ``start-server.js`` is (or would be) installed."""
+    directory = cache_root() / f"gateway-{version}-node-server-{NODE_SERVER_PIN}"
+    return directory / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+
+
 def install_gateway(version: str = GATEWAY_VERSION) -> Path:
     """Install the pinned gateway once; return the path of its ``start-server.js``."""
-    directory = cache_root() / f"gateway-{version}-node-server-{NODE_SERVER_PIN}"
-    entry = directory / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    entry = installed_gateway(version)
     if entry.exists():
         return entry
+    directory = entry.parents[4]
     npm = shutil.which("npm")
     if npm is None or node_binary() is None:
         raise GatewayUnavailable("Node.js and npm are needed for the OSS Portkey gateway (not found on PATH)")
@@ -107,8 +113,17 @@ class OssGateway:
         """What the gateway printed so far."""
         return "".join(self._output)
 
-    def start(self, timeout: float = 60.0) -> OssGateway:
-        entry = install_gateway(self.version)
+    def start(self, timeout: float = 60.0, install: bool = True) -> OssGateway:
+        """Start the gateway; with ``install=False`` a gateway not installed yet is unavailable
+        (tests: ``make components`` installs it before pytest starts)."""
+        if install:
+            entry = install_gateway(self.version)
+        else:
+            entry = installed_gateway(self.version)
+            if not entry.exists():
+                raise GatewayUnavailable(
+                    f"{_PACKAGE}@{self.version} is not installed in {cache_root()}: run 'make components'"
+                )
         node = node_binary()
         if node is None:
             raise GatewayUnavailable("node not found on PATH")
@@ -157,3 +172,15 @@ class OssGateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # ``python -m otel_portkey.testing.gateway``: install it, say where
+    import sys
+
+    if not installed_gateway().exists():
+        print(f"installing {_PACKAGE}@{GATEWAY_VERSION} from the npm registry ...", file=sys.stderr)
+    try:
+        print(install_gateway())
+    except GatewayUnavailable as error:
+        print(f"otel-portkey: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -112,6 +112,8 @@ class OtlpReceiver:
         self.path = path
         self.forward_to = forward_to
         self.forward_failures = 0
+        self.refused = 0  # exports answered with a scripted failure (see :meth:`fail_next`)
+        self._fail_next: list[int] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -126,6 +128,14 @@ class OtlpReceiver:
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                with receiver._lock:
+                    failure = receiver._fail_next.pop(0) if receiver._fail_next else None
+                    receiver.refused += failure is not None
+                if failure is not None:
+                    self.send_response(failure)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 ok_path = self.path == receiver.path
                 ok_headers = all(headers.get(k) == v for k, v in receiver._required.items())
                 try:
@@ -160,6 +170,11 @@ class OtlpReceiver:
                 pass
         except OSError:
             self.forward_failures += 1
+
+    def fail_next(self, count: int = 1, status: int = 503) -> None:
+        """Answer the next ``count`` exports with ``status`` (a retryable outage by default)."""
+        with self._lock:
+            self._fail_next.extend([status] * count)
 
     @property
     def endpoint(self) -> str:

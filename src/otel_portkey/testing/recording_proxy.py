@@ -1,8 +1,11 @@
-"""A recording hop in front of a gateway: it keeps each request's headers, then forwards it.
+"""A recording hop in front of a gateway: it keeps each request's headers and the gateway's
+response headers, and forwards both unchanged.
 
 The OSS gateway does not pass ``x-portkey-*`` headers on to the provider, so tests and the demo
-put this hop between the client and the gateway to see exactly what the gateway received.
-Responses, streamed or not, are relayed unchanged.
+put this hop between the client and the gateway to see exactly what the gateway received, and
+what it answered (``x-portkey-trace-id`` echo, option index, gateway exception, ...) as the
+gateway sent it, not as the bridge recorded it on a span. Responses, streamed or not, are
+relayed unchanged.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ HOP_BY_HOP = {
 
 @dataclass(frozen=True)
 class ForwardedRequest:
-    """A request as the hop received it (header names lowercased) and the status it got back."""
+    """A request as the hop received it and the gateway's answer (header names lowercased)."""
 
     method: str
     path: str
     headers: dict[str, str]
     status: int
+    response_headers: dict[str, str]
 
 
 def relay_response(
@@ -83,9 +87,13 @@ class RecordingProxy:
                     forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                     upstream.request(self.command, self.path, body=body or None, headers=forward)
                     response = upstream.getresponse()
+                    answered: dict[str, str] = {}
+                    for key, value in response.getheaders():  # repeated headers joined, as httpx does
+                        name = key.lower()
+                        answered[name] = f"{answered[name]}, {value}" if name in answered else value
                     with lock:
                         proxy.requests.append(
-                            ForwardedRequest(self.command, self.path, headers, response.status)
+                            ForwardedRequest(self.command, self.path, headers, response.status, answered)
                         )
                     relay_response(self, response)
                 finally:
