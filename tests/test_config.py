@@ -99,3 +99,14 @@ def test_portkey_proxy_names_a_gateway_whose_calls_are_bridged(model, spans, mon
     (span,) = [s for s in spans.http() if s.attributes["portkey.span_id"] == sent["x-portkey-span-id"]]
     assert sent["x-portkey-trace-id"] == format(span.context.trace_id, "032x")
     assert sent["x-portkey-parent-span-id"] == format(span.context.span_id, "016x")
+
+
+def test_trusted_baggage_keys_from_env_and_argument():
+    from otel_portkey.baggage_trust import BaggageTrust
+
+    assert not PortkeySettings.from_env({}).baggage_trust, "no baggage is trusted by default"
+    env = {"OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS": "portkey.metadata.*,enduser.id"}
+    assert PortkeySettings.from_env(env).baggage_trust == BaggageTrust(
+        frozenset({"enduser.id"}), ("portkey.metadata.",)
+    )
+    assert not PortkeySettings.from_env(env, trusted_baggage_keys="").baggage_trust, "the argument wins"

@@ -6,6 +6,7 @@ from urllib.parse import unquote_plus
 from opentelemetry import baggage, context
 
 from otel_portkey import portkey_metadata
+from otel_portkey.baggage_trust import BaggageTrust
 from otel_portkey.context import context_metadata
 
 
@@ -38,20 +39,53 @@ def test_metadata_follows_copied_contexts_into_thread_pools():
     assert bare == {}
 
 
-def test_enduser_id_in_baggage_becomes_the_portkey_user():
-    token = context.attach(baggage.set_baggage("enduser.id", "alice"))
+def in_baggage(entries):
+    ctx = None
+    for key, value in entries.items():
+        ctx = baggage.set_baggage(key, value, context=ctx)
+    return ctx
+
+
+FORGED = {
+    "portkey.metadata._user": "mallory",
+    "portkey.metadata._environment": "prod",
+    "_user": "mallory2",
+    "enduser.id": "mallory3",
+}
+TRUST_ALL = BaggageTrust.parse("*")
+
+
+def test_baggage_is_no_metadata_by_default_whatever_its_keys():
+    """Baggage may come from any outside caller: only ``portkey_metadata`` (a context key of the
+    bridge's own, outside baggage) makes metadata unless the operator trusts baggage keys."""
+    token = context.attach(in_baggage(FORGED))
     try:
-        assert dict(context_metadata()) == {"_user": "alice"}
-        with portkey_metadata(_user="bob"):
-            assert dict(context_metadata())["_user"] == "bob"
+        assert context_metadata() == ()
+        with portkey_metadata(session="s1"):
+            assert dict(context_metadata()) == {"session": "s1"}
     finally:
         context.detach(token)
 
 
-def test_unrelated_baggage_is_not_metadata():
-    token = context.attach(baggage.set_baggage("tenant", "t1"))
+def test_trusted_baggage_keys_become_metadata_and_local_entries_win():
+    trust = BaggageTrust.parse("enduser.id, portkey.metadata.*")
+    token = context.attach(
+        in_baggage({"enduser.id": "alice", "tenant": "t1", "portkey.metadata.plan": "pro"})
+    )
     try:
-        assert dict(context_metadata()) == {}
+        assert dict(context_metadata(trust=trust)) == {"_user": "alice", "plan": "pro"}
+        with portkey_metadata(_user="bob"):
+            assert dict(context_metadata(trust=trust)) == {"_user": "bob", "plan": "pro"}
+        assert dict(context_metadata(trust=BaggageTrust.parse("tenant"))) == {"tenant": "t1"}
+        assert dict(context_metadata(trust=TRUST_ALL))["tenant"] == "t1"
+    finally:
+        context.detach(token)
+
+
+def test_an_explicit_user_entry_wins_over_enduser_id():
+    token = context.attach(in_baggage({"enduser.id": "alice", "portkey.metadata._user": "carol"}))
+    try:
+        assert dict(context_metadata(trust=TRUST_ALL))["_user"] == "carol"
     finally:
         context.detach(token)
 
@@ -64,24 +98,27 @@ def test_values_are_made_safe_on_the_way_in():
     assert len(found["text"]) == 128
 
 
-def test_baggage_from_upstream_is_made_safe_and_odd_keys_are_skipped():
+def test_trusted_baggage_is_made_safe_and_odd_keys_are_skipped():
     ctx = baggage.set_baggage("portkey.metadata.note", "x\r\n" + "y" * 300)
     ctx = baggage.set_baggage(1, "not a string key", ctx)
     token = context.attach(ctx)
     try:
-        found = dict(context_metadata())
+        found = dict(context_metadata(trust=TRUST_ALL))
     finally:
         context.detach(token)
     assert found == {"note": "x" + "y" * 126 + "…"}
 
 
-def test_baggage_from_upstream_is_capped_at_portkeys_64_entries():
+def test_context_metadata_is_capped_at_64_entries_the_attributes_of_every_span():
     ctx = None
     for i in range(150):
         ctx = baggage.set_baggage(f"portkey.metadata.k{i}", "v", context=ctx)
     token = context.attach(ctx)
     try:
-        assert len(context_metadata()) == 64
+        assert len(context_metadata(trust=TRUST_ALL)) == 64
+        with portkey_metadata({f"local{i}": "v" for i in range(100)}):
+            assert len(context_metadata()) == 64
+            assert len(context_metadata(trust=TRUST_ALL)) == 64
     finally:
         context.detach(token)
 

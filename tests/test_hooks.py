@@ -186,7 +186,7 @@ def test_each_tracer_providers_resource_gives_its_own_service_metadata():
         assert json.loads(sent["x-portkey-metadata"])["service"] == name
 
 
-def test_context_metadata_is_kept_first_when_there_are_more_entries_than_portkey_allows():
+def test_context_metadata_is_kept_first_when_there_are_more_entries_than_a_span_keeps():
     import json
 
     from otel_portkey import portkey_metadata

@@ -17,11 +17,12 @@ json_values = st.recursive(
 entries = st.dictionaries(st.text(max_size=300), json_values, max_size=80)
 
 
-def assert_follows_portkey_rules(header):
+def assert_follows_portkey_rules(header, caller=None):
     assert all(" " <= c <= "~" for c in header), "printable ASCII only: no CR, LF, NUL"
     parsed = json.loads(header)
     assert isinstance(parsed, dict)
-    assert len(parsed) <= md.MAX_ENTRIES
+    callers_own = len(md.encode(md.sanitise(caller or {}, limit=None)))
+    assert len(header) <= max(md.MAX_HEADER_BYTES, callers_own), "the bridge adds within its budget"
     for key, value in parsed.items():
         assert isinstance(value, str)
         assert len(value) <= md.MAX_VALUE_CHARS
@@ -41,15 +42,17 @@ def assert_follows_portkey_rules(header):
 def test_any_merge_obeys_the_rules_and_the_caller_wins(caller, context):
     caller_header = json.dumps(caller)
     merged = md.merge(caller_header, md.sanitise(context))
-    if not md.sanitise(context) and md.sanitise(caller) == caller:
+    clean_caller = md.sanitise(caller, limit=None)
+    if not md.sanitise(context) and clean_caller == caller:
         assert merged.header is None  # nothing to merge, nothing to fix: left byte for byte
         return
-    parsed = assert_follows_portkey_rules(merged.header)
+    if merged.header is None:  # nothing of the context fitted: the caller's header stays as sent
+        assert clean_caller == caller
+        assert merged.dropped > 0
+        return
+    parsed = assert_follows_portkey_rules(merged.header, caller)
     assert parsed == merged.entries
-    clean_caller = md.sanitise(caller)
-    for key, value in clean_caller.items():
-        if key in parsed:
-            assert parsed[key] == value
+    assert clean_caller.items() <= parsed.items(), "every entry of the caller's, unchanged"
 
 
 @given(entries)
@@ -116,8 +119,28 @@ def test_the_caller_wins_even_against_a_full_context_or_a_colliding_key():
     context = {f"c{i}": "x" for i in range(64)}
     merged = md.merge('{"mine": "1"}', context)
     assert merged.entries["mine"] == "1"
-    assert len(merged.entries) == md.MAX_ENTRIES
+    assert len(merged.entries) == 65, "Portkey sets no limit on the number of keys"
     assert md.merge('{"a": "caller"}', {"a\n": "context"}).entries == {"a": "caller"}
+
+
+def test_context_metadata_beyond_the_byte_budget_is_dropped_least_specific_first():
+    context = {f"key{i:02d}-" + "k" * 55: "v" * 128 for i in range(64)}  # 12.7 KB encoded
+    merged = md.merge(None, context)
+    assert len(merged.header) <= md.MAX_HEADER_BYTES
+    kept = list(merged.entries)
+    assert kept == list(context)[: len(kept)], "the most specific (first) entries are the ones kept"
+    assert merged.dropped == 64 - len(kept) > 0
+    small = md.merge(None, context, budget=300)
+    assert list(small.entries) == list(context)[:1]
+    assert md.merge(None, {"a": "b"}, budget=5) == md.MergedMetadata(None, {}, dropped=1)
+
+
+def test_the_callers_own_entries_are_never_dropped_for_the_budget():
+    caller = json.dumps({f"c{i}": "x" * 100 for i in range(60)})  # over the budget on its own
+    merged = md.merge(caller, {"_user": "u1"})
+    assert merged.header is None, "the caller's header is sent exactly as the caller wrote it"
+    assert merged.dropped == 1
+    assert len(merged.entries) == 60
 
 
 def test_a_rule_breaking_caller_header_is_re_encoded_even_with_nothing_to_merge():

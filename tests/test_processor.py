@@ -76,7 +76,7 @@ def test_the_processor_never_raises_into_the_app(monkeypatch, caplog):
 
     from otel_portkey import processor as processor_module
 
-    def broken(ctx=None):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(processor_module, "context_metadata", broken)

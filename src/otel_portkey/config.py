@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from .baggage_trust import BaggageTrust
 from .headers import TraceIdPolicy, gateway_prefix
 from .metadata import parse_key_values, sanitise
 
@@ -22,6 +23,7 @@ TRACE_ID_POLICY_ENV: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
 METADATA_ENV: Final = "OTEL_PORTKEY_METADATA"
 JAEGER_UI_URL_ENV: Final = "OTEL_PORTKEY_JAEGER_UI_URL"
 TRACE_URL_TEMPLATE_ENV: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
+TRUSTED_BAGGAGE_KEYS_ENV: Final = "OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS"
 API_KEY_ENV: Final = "PORTKEY_API_KEY"
 _POLICIES: Final = ("respect", "override")
 
@@ -55,6 +57,8 @@ class PortkeySettings:
     jaeger_ui_url: str | None = None
     # ``...{trace_id}...``: spans of gateway calls get ``portkey.trace.url``.
     trace_url_template: str | None = None
+    # Baggage keys trusted as Portkey metadata (``OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS``); none by default.
+    baggage_trust: BaggageTrust = field(default_factory=BaggageTrust)
 
     @classmethod
     def from_env(
@@ -66,6 +70,7 @@ class PortkeySettings:
         metadata: Mapping[str, object] | None = None,
         jaeger_ui_url: str | None = None,
         trace_url_template: str | None = None,
+        trusted_baggage_keys: str | None = None,
     ) -> PortkeySettings:
         """Read ``OTEL_PORTKEY_*`` (and the SDKs' gateway URL variables); arguments win.
 
@@ -84,6 +89,11 @@ class PortkeySettings:
             static_metadata=_static_metadata(env.get(METADATA_ENV, ""), metadata or {}),
             jaeger_ui_url=_url(jaeger_ui_url or env.get(JAEGER_UI_URL_ENV), JAEGER_UI_URL_ENV),
             trace_url_template=_template(trace_url_template or env.get(TRACE_URL_TEMPLATE_ENV)),
+            baggage_trust=BaggageTrust.parse(
+                trusted_baggage_keys
+                if trusted_baggage_keys is not None
+                else env.get(TRUSTED_BAGGAGE_KEYS_ENV)
+            ),
         )
 
 

@@ -1,8 +1,14 @@
-"""``portkey_metadata(...)``: Portkey metadata for everything inside a block, as OTel baggage.
+"""``portkey_metadata(...)``: Portkey metadata for everything inside a block.
 
-Baggage follows the OTel context, so the metadata follows the trace across threads and tasks
-that copy the context, and, through the ``baggage`` header, into downstream services: do not
-put anything there that those services must not see.
+The entries are kept under a context key of the bridge's own, so they follow the trace across
+threads and tasks that copy the context, and nothing from outside the process can set them: a
+``baggage`` header from an upstream caller is untrusted input and becomes no Portkey metadata
+unless the operator trusts its keys (:mod:`otel_portkey.baggage_trust`).
+
+The same entries are also put into OTel baggage (``portkey.metadata.<key>``), so they travel on to
+downstream services that are not Portkey in the ``baggage`` header: do not put anything there that
+those services must not see. Requests to a Portkey gateway carry them once, in ``x-portkey-metadata``
+(:mod:`otel_portkey.propagation` keeps baggage off those requests).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from typing import Final
 from opentelemetry import baggage, context
 from opentelemetry.context import Context, get_value
 
-from .metadata import clean_key, clean_value, sanitise
+from .baggage_trust import BAGGAGE_PREFIX, BaggageTrust
+from .metadata import MAX_ENTRIES, clean_key, clean_value
 
-BAGGAGE_PREFIX: Final = "portkey.metadata."
-ENDUSER_ID: Final = "enduser.id"
+_LOCAL_METADATA: Final = context.create_key("otel-portkey.metadata")
 _BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
+NO_TRUST: Final = BaggageTrust()
 
 
 class portkey_metadata:  # lower case: it reads as a function, ``with portkey_metadata(...):``
@@ -34,10 +41,16 @@ class portkey_metadata:  # lower case: it reads as a function, ``with portkey_me
 
     def __enter__(self) -> portkey_metadata:
         ctx: Context = context.get_current()
+        added: dict[str, str] = {}
         for key, value in self._entries.items():
             safe_key = clean_key(key)
             if safe_key is not None:
-                ctx = baggage.set_baggage(BAGGAGE_PREFIX + safe_key, clean_value(value), ctx)
+                added[safe_key] = clean_value(value)
+                ctx = baggage.set_baggage(BAGGAGE_PREFIX + safe_key, added[safe_key], ctx)
+        # Most specific first: this block's entries, then the enclosing blocks' (which they override).
+        outer = get_value(_LOCAL_METADATA, ctx) or ()
+        items = (*added.items(), *((k, v) for k, v in outer if k not in added))  # type: ignore[attr-defined]
+        ctx = context.set_value(_LOCAL_METADATA, items[:MAX_ENTRIES], ctx)
         self._token = context.attach(ctx)
         return self
 
@@ -59,36 +72,40 @@ class portkey_metadata:  # lower case: it reads as a function, ``with portkey_me
 
 MetadataItems = tuple[tuple[str, str], ...]
 _EMPTY: MetadataItems = ()
-# The last baggage seen and the metadata derived from it: spans and calls inside one block share
-# their baggage, so this one-entry cache answers almost every lookup (checked by content).
-_last: tuple[dict[str, object], MetadataItems] = ({}, _EMPTY)
+# The last baggage seen and the trusted metadata derived from it: spans and calls inside one request
+# share their baggage, so this one-entry cache answers almost every lookup (checked by content).
+_last: tuple[BaggageTrust, dict[str, object], MetadataItems] = (NO_TRUST, {}, _EMPTY)
 
 
-def context_metadata(ctx: Context | None = None) -> MetadataItems:
+def context_metadata(ctx: Context | None = None, trust: BaggageTrust = NO_TRUST) -> MetadataItems:
     """The Portkey metadata in ``ctx`` (default: the current context) as ``(key, value)`` pairs.
 
-    ``enduser.id`` becomes ``_user`` (an explicit ``_user`` entry wins). The result is hashable,
-    so callers can cache what they derive from it.
+    ``portkey_metadata(...)`` entries first (most specific first), then, only when ``trust`` names
+    them, baggage entries (``portkey.metadata.<key>``, ``enduser.id`` as ``_user``, ...), at most
+    64 in all. The result is hashable, so callers can cache what they derive from it.
     """
+    local: MetadataItems = get_value(_LOCAL_METADATA, ctx) or _EMPTY  # type: ignore[assignment]
+    if not trust:
+        return local
+    trusted = _trusted_baggage(ctx, trust)
+    if not trusted:
+        return local
+    if not local:
+        return trusted
+    keys = {key for key, _ in local}
+    return (*local, *((k, v) for k, v in trusted if k not in keys))[:MAX_ENTRIES]
+
+
+def _trusted_baggage(ctx: Context | None, trust: BaggageTrust) -> MetadataItems:
     global _last
-    # Fast path, run for every span the processor sees: the SDK keeps baggage as a plain dict in
-    # the context; reading it directly skips the read-only proxy ``baggage.get_all`` builds.
+    # The SDK keeps baggage as a plain dict in the context; reading it directly skips the
+    # read-only proxy ``baggage.get_all`` builds.
     entries = get_value(_BAGGAGE_KEY, ctx) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
     if not entries or not isinstance(entries, Mapping):
         return _EMPTY
-    source, items = _last
-    if entries == source:
+    last_trust, source, items = _last
+    if last_trust == trust and entries == source:
         return items
-    found: dict[object, object] = {
-        key[len(BAGGAGE_PREFIX) :]: value
-        for key, value in entries.items()
-        if isinstance(key, str) and key.startswith(BAGGAGE_PREFIX)
-    }
-    user = entries.get(ENDUSER_ID)
-    if user is not None:
-        found = {"_user": user, **found}  # first, with an explicit ``_user`` entry's value
-    # Baggage can arrive from an upstream service's header: every entry is made safe again, and
-    # Portkey's 64-entry cap also bounds the attributes the processor puts on every span.
-    items = tuple(sanitise(found).items())
-    _last = (dict(entries), items)
+    items = tuple(trust.metadata(entries).items())
+    _last = (trust, dict(entries), items)
     return items

@@ -24,6 +24,7 @@ from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
 from .header_writer import add_absent
 from .ids import new_span_id
+from .propagation import request_decision
 from .streaming import end_span_when_stream_closes, is_event_stream
 from .trace_ids import portkey_trace_ids
 
@@ -33,6 +34,12 @@ _reported: set[str] = set()
 SpanNameLookup = Callable[[int], "str | None"]
 _CONTENT_TYPE: Final = b"content-type"
 _MAX_CACHED_MERGES: Final = 256
+# The OSS gateway's Node server refuses (431) a request whose header section passes 16 KB. The
+# metadata budget of a request shrinks so that what the bridge adds keeps it under that, with room
+# for the request line and the ``traceparent`` the propagator adds after the hook.
+GATEWAY_HEADER_LIMIT: Final = 16 * 1024
+_RESERVED_BYTES: Final = 1024
+_BUDGET_STEP: Final = 256  # budgets are rounded down to a step, so merges stay cacheable
 
 
 def warn_once(key: str, message: str) -> None:
@@ -70,15 +77,21 @@ class _ResourceCache:
     def __init__(self, resource: object) -> None:
         self.resource = resource
         self.metadata = md.from_resource(getattr(resource, "attributes", None) or {})
-        self.merges: dict[tuple[MetadataItems, str | None], _Merged] = {}
+        self.merges: dict[tuple[MetadataItems, str | None, int], _Merged] = {}
 
 
 class PortkeyHooks:
     """Adds Portkey headers to gateway-bound requests and Portkey answers to their spans."""
 
-    def __init__(self, settings: PortkeySettings, span_name_of: SpanNameLookup | None = None) -> None:
+    def __init__(
+        self,
+        settings: PortkeySettings,
+        span_name_of: SpanNameLookup | None = None,
+        after_request: Callable[[], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._span_name_of = span_name_of
+        self._after_request = after_request  # run after each bridged request's headers are set
         self._static_metadata = dict(settings.static_metadata)
         # Per tracer provider resource (held, so its id stays unique): the metadata derived from it
         # and the merges made with it, so a merge can never be served for another resource.
@@ -117,11 +130,12 @@ class PortkeyHooks:
         headers = request.headers
         if headers is None:
             return
-        present = h.portkey_headers(headers.raw)
-        if not present and not h.url_matches_gateway(str(request.url), self._settings.gateway_prefixes):
-            return
+        raw = headers.raw
+        present = h.portkey_headers(raw)
         context = span.get_span_context()
-        if not context.is_valid:
+        bound = bool(present) or h.url_matches_gateway(str(request.url), self._settings.gateway_prefixes)
+        request_decision.set((context.span_id, bound))  # read by the propagator, which injects next
+        if not bound or not context.is_valid:
             return
         name = h.safe_header_value(self._span_name(span, request))
         ids = h.call_ids(context.trace_id, context.span_id, new_span_id(), name)
@@ -129,7 +143,8 @@ class PortkeyHooks:
         if h.TRACE_ID in new and h.TRACE_ID in present:  # the override policy replaces the caller's
             headers[h.TRACE_ID] = new.pop(h.TRACE_ID)
             present[h.TRACE_ID] = ids.trace_id
-        merged = self._merged_metadata(span, present.get(h.METADATA), ids.trace_id)
+        budget = _metadata_budget(raw, ids)
+        merged = self._merged_metadata(span, present.get(h.METADATA), ids.trace_id, budget)
         if merged.header is not None:
             if h.METADATA in present:
                 headers[h.METADATA] = merged.header
@@ -154,6 +169,8 @@ class PortkeyHooks:
             span.set_attributes(attributes)
             if type(span).__weakrefoffset__:  # else recognised by its attributes in the response hook
                 self._bridged.add(span)
+        if self._after_request is not None:
+            self._after_request()
 
     def _span_name(self, span: Span, request: Any) -> str:
         parent = getattr(span, "parent", None)
@@ -165,24 +182,24 @@ class PortkeyHooks:
         method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
         return h.fallback_span_name(method, request.url.path)
 
-    def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str) -> _Merged:
+    def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str, budget: int) -> _Merged:
         resource = getattr(span, "resource", None)
         known = self._resources.get(id(resource))
         if known is None or known.resource is not resource:
             if len(self._resources) >= 16:
                 self._resources.clear()
             known = self._resources[id(resource)] = _ResourceCache(resource)
-        context = context_metadata()
+        context = context_metadata(trust=self._settings.baggage_trust)
         jaeger = self._settings.jaeger_ui_url
         if jaeger is None:  # cacheable: nothing per call in the entries
-            key = (context, caller_header)
+            key = (context, caller_header, budget)
             cached = known.merges.get(key)
             if cached is None:
                 if len(known.merges) >= _MAX_CACHED_MERGES:
                     known.merges.clear()
-                cached = known.merges[key] = self._merge(known.metadata, context, caller_header, None)
+                cached = known.merges[key] = self._merge(known.metadata, context, caller_header, None, budget)
             return cached
-        return self._merge(known.metadata, context, caller_header, f"{jaeger}/trace/{trace_id}")
+        return self._merge(known.metadata, context, caller_header, f"{jaeger}/trace/{trace_id}", budget)
 
     def _merge(
         self,
@@ -190,9 +207,10 @@ class PortkeyHooks:
         context: MetadataItems,
         caller_header: str | None,
         jaeger_link: str | None,
+        budget: int,
     ) -> _Merged:
-        # Most specific first (context, then static settings, then the resource): when there are
-        # more than Portkey's 64 entries, the least specific ones are the ones left out.
+        # Most specific first (context, then static settings, then the resource, then the Jaeger
+        # link): when they do not all fit the byte budget, the least specific ones are left out.
         entries = dict(context)
         for fallback in (self._static_metadata, resource):
             for key, value in fallback.items():
@@ -202,7 +220,13 @@ class PortkeyHooks:
                 entries.setdefault("jaeger_trace", jaeger_link)
             else:
                 _log.debug("otel-portkey: the Jaeger link is longer than 128 characters; not sent")
-        result = md.merge(caller_header, entries)
+        result = md.merge(caller_header, entries, budget)
+        if result.dropped:
+            warn_once(
+                "metadata over budget",
+                f"otel-portkey: Portkey metadata passed this request's header budget ({budget} bytes); "
+                f"its {result.dropped} least specific entries were not sent",
+            )
         if result.made_safe and "made safe" not in _reported:
             _reported.add("made safe")
             _log.debug(
@@ -232,3 +256,13 @@ class PortkeyHooks:
             span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
         if is_event_stream(answer.get("content-type")):
             end_span_when_stream_closes(span, response.stream)
+
+
+def _metadata_budget(raw: list[tuple[bytes, bytes]], ids: h.CallIds) -> int:
+    """Bytes ``x-portkey-metadata`` may take on this request: at most ``MAX_HEADER_BYTES``, and
+    less when the request's own headers leave less room under the gateway's limit."""
+    used = sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
+    used += sum(len(value) for value in ids) + 100 + _RESERVED_BYTES  # our 4 id headers, their names
+    room = GATEWAY_HEADER_LIMIT - used - len(h.METADATA) - 4
+    budget = min(md.MAX_HEADER_BYTES, room)
+    return max(0, budget - budget % _BUDGET_STEP)

@@ -8,13 +8,15 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
 
+from . import headers as h
 from .config import PortkeySettings
-from .hooks import PortkeyHooks
+from .hooks import PortkeyHooks, warn_once
 from .processor import PortkeySpanProcessor
+from .propagation import PortkeyPropagator
 from .wiring import Flavour, Wiring, flavours
 
 _log = logging.getLogger(__name__)
@@ -29,9 +31,10 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Bridges OTel traces and Portkey gateways over httpx and httpx2 (sync and async).
 
     ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
-    jaeger_ui_url=None, trace_url_template=None)``: arguments override the ``OTEL_PORTKEY_*``
-    environment. A ``PortkeySpanProcessor`` is added to an SDK tracer provider (unless one is
-    there already) and removed again by ``uninstrument()``.
+    jaeger_ui_url=None, trace_url_template=None, trusted_baggage_keys=None)``: arguments override
+    the ``OTEL_PORTKEY_*`` environment. A ``PortkeySpanProcessor`` is added to an SDK tracer
+    provider (unless one is there already), and the global propagator is wrapped so that requests
+    to a gateway carry no ``baggage`` (:mod:`otel_portkey.propagation`); ``uninstrument()`` undoes both.
 
     The OTel httpx/httpx2 instrumentation may be instrumented before, after or not at all: the
     bridge attaches its hooks in every case and instruments httpx itself only when nobody else
@@ -44,6 +47,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _owned: tuple[Flavour, ...] = ()
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
+    _propagator: PortkeyPropagator | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -74,12 +78,22 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             metadata=kwargs.get("metadata"),
             jaeger_ui_url=kwargs.get("jaeger_ui_url"),
             trace_url_template=kwargs.get("trace_url_template"),
+            trusted_baggage_keys=kwargs.get("trusted_baggage_keys"),
         )
         self._tracer_provider = kwargs.get("tracer_provider")
         provider = self._tracer_provider or trace.get_tracer_provider()
-        processor, added = _processor_for(provider)
+        processor, added = _processor_for(provider, settings)
         self._added_processor = (provider, processor) if added and processor is not None else None
-        hooks = PortkeyHooks(settings, processor.span_name_of if processor is not None else None)
+        self._propagator = PortkeyPropagator(
+            propagate.get_global_textmap(),
+            lambda url: h.url_matches_gateway(url, settings.gateway_prefixes),
+        )
+        propagate.set_global_textmap(self._propagator)
+        hooks = PortkeyHooks(
+            settings,
+            processor.span_name_of if processor is not None else None,
+            after_request=self._keep_propagator,
+        )
         self._wiring = Wiring(hooks)
         self._owned = ()
         for flavour in flavours():
@@ -109,6 +123,20 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             flavour.instrumentor_class().instrument(tracer_provider=self._tracer_provider)
             self._owned += (flavour,)
 
+    def _keep_propagator(self) -> None:
+        """Wrap the global propagator again if something replaced it after the bridge was installed."""
+        ours = self._propagator
+        current = propagate.get_global_textmap()
+        if ours is None or current is ours:
+            return
+        warn_once(
+            "propagator replaced",
+            "otel-portkey: the global propagator was replaced after the bridge was installed; "
+            "wrapping the new one so that gateway requests still carry no baggage",
+        )
+        ours.inner = current
+        propagate.set_global_textmap(ours)
+
     def _uninstrument(self, **kwargs: Any) -> None:
         for flavour in self._owned:
             flavour.instrumentor_class().uninstrument()
@@ -120,9 +148,13 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self._added_processor is not None:
             _remove_processor(*self._added_processor)
             self._added_processor = None
+        if self._propagator is not None:
+            if propagate.get_global_textmap() is self._propagator:  # else someone replaced it: keep theirs
+                propagate.set_global_textmap(self._propagator.inner)
+            self._propagator = None
 
 
-def _processor_for(provider: Any) -> tuple[PortkeySpanProcessor | None, bool]:
+def _processor_for(provider: Any, settings: PortkeySettings) -> tuple[PortkeySpanProcessor | None, bool]:
     """The provider's bridge processor and whether the bridge added it; (None, False) for a non-SDK one.
 
     A processor the user added by hand is found and reused (and never removed by the bridge).
@@ -134,7 +166,7 @@ def _processor_for(provider: Any) -> tuple[PortkeySpanProcessor | None, bool]:
     processor = next((p for p in registered if isinstance(p, PortkeySpanProcessor)), None)
     if processor is not None:
         return processor, False
-    processor = PortkeySpanProcessor()
+    processor = PortkeySpanProcessor(baggage_trust=settings.baggage_trust)
     provider.add_span_processor(processor)
     return processor, True
 

@@ -13,11 +13,18 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
-MAX_VALUE_CHARS: Final = 128
+MAX_VALUE_CHARS: Final = 128  # Portkey's rule for metadata values
 MAX_KEY_CHARS: Final = 128
+# Not Portkey's rule (its metadata guide sets no limit on the number of keys): every entry of
+# context metadata also becomes a ``portkey.metadata.*`` attribute on every span in the block, and
+# the SDK keeps at most 128 attributes per span by default. 64 leaves room for the span's own.
 MAX_ENTRIES: Final = 64
+# What the bridge may add to one request as ``x-portkey-metadata``, in bytes (the caller's own
+# entries are never dropped). With the ids (at most about 420 bytes) the bridge adds at most 4.5 KB,
+# and it takes ``baggage`` off gateway requests (up to 8 KB): a request the gateway accepted without
+# the bridge stays under the OSS gateway's 16 KB header limit (Node's default) with it.
+MAX_HEADER_BYTES: Final = 4096
 TRUNCATION_MARK: Final = "…"
-RESERVED_KEYS: Final = ("_user", "_environment", "_organisation", "_prompt")
 
 # Resource attributes Portkey understands under its own names.
 RESOURCE_KEYS: Final = (
@@ -62,14 +69,14 @@ def clean_value(value: object) -> str:
     return _truncate(_printable(text), MAX_VALUE_CHARS)
 
 
-def sanitise(entries: Mapping[Any, object]) -> dict[str, str]:
-    """Every entry made safe; at most 64 entries (the first ones win); empty keys dropped."""
+def sanitise(entries: Mapping[Any, object], limit: int | None = MAX_ENTRIES) -> dict[str, str]:
+    """Every entry made safe; at most ``limit`` entries (the first ones win); empty keys dropped."""
     clean: dict[str, str] = {}
     for key, value in entries.items():
         safe_key = clean_key(key)
         if safe_key is None or safe_key in clean:
             continue
-        if len(clean) >= MAX_ENTRIES:
+        if limit is not None and len(clean) >= limit:
             break
         clean[safe_key] = clean_value(value)
     return clean
@@ -82,6 +89,7 @@ class MergedMetadata(NamedTuple):
     entries: dict[str, str]
     caller_header_invalid: bool = False
     made_safe: bool = False  # some entry broke Portkey's rules and was changed
+    dropped: int = 0  # context entries left out to stay within the byte budget
 
 
 def encode(entries: Mapping[str, str]) -> str:
@@ -89,36 +97,60 @@ def encode(entries: Mapping[str, str]) -> str:
     return json.dumps(dict(entries), ensure_ascii=True, separators=(",", ":"))
 
 
-def merge(caller_header: str | None, context: Mapping[str, str]) -> MergedMetadata:
+def _encoded_size(key: str, value: str) -> int:
+    """Bytes one entry takes in :func:`encode`'s output, without the comma before it."""
+    return len(json.dumps(key, ensure_ascii=True)) + 1 + len(json.dumps(value, ensure_ascii=True))
+
+
+def merge(
+    caller_header: str | None, context: Mapping[str, str], budget: int = MAX_HEADER_BYTES
+) -> MergedMetadata:
     """Merge context metadata into a caller's ``x-portkey-metadata``; the caller's keys win.
 
     The caller's entries are made safe and placed first, then context entries whose keys the
-    caller did not use, up to the 64-entry cap. A caller header that is not a JSON object is kept
-    exactly as sent and nothing is merged. With no context metadata, a caller header that already
-    follows Portkey's rules is kept byte for byte (no JSON round trip); one that does not is
-    re-encoded, made safe.
+    caller did not use, most specific first, while the header stays within ``budget`` bytes: the
+    first entry that does not fit and every one after it are left out (``dropped``). The caller's
+    own entries are never dropped. A caller header that is not a JSON object is kept exactly as
+    sent and nothing is merged. With nothing to add, a caller header that already follows
+    Portkey's rules is kept byte for byte (no JSON round trip); one that does not is re-encoded,
+    made safe.
     """
     context_entries = sanitise(context)
     context_changed = context_entries != context
     if caller_header is None:
-        if not context_entries:
-            return MergedMetadata(None, {}, made_safe=context_changed)
-        return MergedMetadata(encode(context_entries), context_entries, made_safe=context_changed)
-    try:
-        parsed = json.loads(caller_header)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        return MergedMetadata(None, {}, caller_header_invalid=True)
-    entries = sanitise(parsed)
-    caller_changed = entries != parsed
-    if not context_entries and not caller_changed:
-        return MergedMetadata(None, entries, made_safe=context_changed)
+        entries: dict[str, str] = {}
+        size = 2  # "{}"
+    else:
+        try:
+            parsed = json.loads(caller_header)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return MergedMetadata(None, {}, caller_header_invalid=True)
+        entries = sanitise(parsed, limit=None)  # the caller's own: made safe, never cut
+        size = len(encode(entries))
+    caller_changed = caller_header is not None and entries != parsed
+    caller_count = len(entries)
+    dropped = 0
     for key, value in context_entries.items():
-        if len(entries) >= MAX_ENTRIES:
-            break
-        entries.setdefault(key, value)
-    return MergedMetadata(encode(entries), entries, made_safe=caller_changed or context_changed)
+        if key in entries:
+            continue
+        if dropped:
+            dropped += 1
+            continue
+        grown = size + _encoded_size(key, value) + (1 if entries else 0)
+        if grown > budget:
+            dropped = 1
+            continue
+        entries[key] = value
+        size = grown
+    added = len(entries) > caller_count
+    made_safe = caller_changed or context_changed
+    if (caller_header is None and not entries) or (
+        caller_header is not None and not added and not caller_changed
+    ):
+        return MergedMetadata(None, entries, made_safe=made_safe, dropped=dropped)
+    return MergedMetadata(encode(entries), entries, made_safe=made_safe, dropped=dropped)
 
 
 def parse_key_values(text: str) -> tuple[dict[str, str], list[str]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .context import MetadataItems, context_metadata
+from .baggage_trust import BaggageTrust
+from .context import NO_TRUST, MetadataItems, context_metadata
 from .headers import ATTR_METADATA_PREFIX
 from .hooks import report_once
 
@@ -15,21 +16,25 @@ DEFAULT_MAX_LIVE_SPANS = 10_000
 class PortkeySpanProcessor(SpanProcessor):
     """Copies the context's Portkey metadata onto every span, and knows the live spans.
 
-    Consequences: every span started inside ``portkey_metadata(...)`` (or with ``enduser.id`` in
-    baggage) gets ``portkey.metadata.<key>`` attributes, so Jaeger can find a trace by user or
-    session; spans without such context get nothing. Each live span is referenced until it ends,
+    Consequences: every span started inside ``portkey_metadata(...)`` gets ``portkey.metadata.<key>``
+    attributes, so Jaeger can find a trace by user or session; spans without such context get
+    nothing. Baggage, which any caller of a service can send, tags spans only for the keys named in
+    ``baggage_trust`` (none by default). Each live span is referenced until it ends,
     at most ``max_live_spans`` of them: past that, new spans are not registered and gateway calls
     under them are named ``METHOD /path``. The processor exports nothing.
     """
 
-    def __init__(self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS) -> None:
+    def __init__(
+        self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS, baggage_trust: BaggageTrust = NO_TRUST
+    ) -> None:
         self._max_live_spans = max_live_spans
+        self._trust = baggage_trust
         self._live: dict[int, Span] = {}
         self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            items = context_metadata(parent_context)
+            items = context_metadata(parent_context, self._trust)
             if items:
                 attributes = self._attributes.get(items)
                 if attributes is None:

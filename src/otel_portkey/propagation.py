@@ -1,0 +1,95 @@
+"""``PortkeyPropagator``: the global propagator, minus ``baggage`` on requests to a Portkey gateway.
+
+Every OTel HTTP client instrumentation calls ``opentelemetry.propagate.inject(carrier)`` inside the
+request's CLIENT span, with the live header mapping as the carrier. Wrapping the global propagator
+is the one public seam all of them share: the wrapper sees every instrumented request, whichever
+library sent it and in whatever order the instrumentations loaded.
+
+What it does there: a Portkey-bound request (one that carries an ``x-portkey-*`` header, or whose
+span's URL is a configured gateway) gets ``traceparent`` as usual but **no baggage**. Hosted
+Portkey merges every ``baggage`` entry into the request's metadata, so baggage sent there would
+log the bridge's own ``portkey.metadata.*`` entries a second time, carry values past Portkey's
+rules, and forward whatever an outside caller put into the app's inbound baggage. The metadata a
+gateway should see is already in ``x-portkey-metadata``, sanitised, budgeted and sent once.
+Requests to any other service keep their baggage: ``portkey_metadata`` still reaches them.
+
+Consequence: code that calls ``set_global_textmap`` after the bridge is installed replaces the
+wrapper; the request hook notices on the next gateway call and wraps the new propagator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+
+URL_ATTRIBUTES = ("url.full", "http.url")
+
+# Set by the httpx request hook, which runs in the CLIENT span just before the instrumentation
+# injects: (that span's id, whether the request is Portkey-bound). The propagator then need not
+# look at the headers again.
+request_decision: ContextVar[tuple[int, bool] | None] = ContextVar("otel_portkey_request", default=None)
+
+
+def has_portkey_header(carrier: Any) -> bool:
+    """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name."""
+    raw: Iterable[tuple[bytes, bytes]] | None = getattr(carrier, "raw", None)
+    if isinstance(raw, list):  # httpx / httpx2 Headers: raw byte pairs, no decoding
+        return any(name[:10].lower() == b"x-portkey-" for name, _ in raw)
+    keys = getattr(carrier, "keys", None)
+    if keys is None:
+        return False
+    return any(str(name)[:10].lower() == "x-portkey-" for name in keys())
+
+
+class PortkeyPropagator(TextMapPropagator):
+    """Wraps ``inner``; injects no baggage into Portkey-bound requests (see the module docstring)."""
+
+    def __init__(self, inner: TextMapPropagator, url_is_gateway: Callable[[str], bool]) -> None:
+        self.inner = inner
+        self._url_is_gateway = url_is_gateway
+
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        return self.inner.extract(carrier, context, getter)
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        try:
+            bound = self.portkey_bound(carrier, context)
+        except Exception:  # never raise into the request: inject as if the bridge were not here
+            bound = False
+        self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
+
+    def portkey_bound(self, carrier: Any, context: Context | None) -> bool:
+        """Whether the request whose headers are ``carrier`` goes to a Portkey gateway."""
+        span = trace.get_current_span(context)
+        decided = request_decision.get()
+        if decided is not None and decided[0] == span.get_span_context().span_id:
+            return decided[1]
+        attributes = getattr(span, "attributes", None)
+        if attributes:
+            for name in URL_ATTRIBUTES:
+                url = attributes.get(name)
+                if isinstance(url, str):
+                    if self._url_is_gateway(url):
+                        return True
+                    break
+        return has_portkey_header(carrier)
+
+    @property
+    def fields(self) -> set[str]:
+        return self.inner.fields

@@ -1,0 +1,104 @@
+"""PortkeyPropagator: traceparent everywhere, baggage only where the request is not for Portkey."""
+
+import logging
+
+import httpx
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagate import get_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from otel_portkey import PortkeyInstrumentor, portkey_metadata
+from otel_portkey.propagation import PortkeyPropagator, has_portkey_header
+
+GATEWAY = "http://gw.test"
+tracer = trace.get_tracer("test")
+
+
+def propagator():
+    return PortkeyPropagator(get_global_textmap(), lambda url: url.startswith(GATEWAY))
+
+
+def injected(carrier, url="http://other.test/x", prop=None):
+    with (
+        portkey_metadata(_user="u1"),
+        tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT, attributes={"url.full": url}),
+    ):
+        (prop or propagator()).inject(carrier)
+    return carrier
+
+
+def test_other_requests_keep_their_baggage():
+    carrier = injected({})
+    assert carrier["baggage"] == "portkey.metadata._user=u1"
+    assert "traceparent" in carrier
+
+
+def test_a_request_with_a_portkey_header_gets_traceparent_and_no_baggage():
+    for carrier in ({"x-portkey-provider": "openai"}, httpx.Headers({"X-Portkey-Provider": "openai"})):
+        sent = injected(carrier)
+        assert "baggage" not in sent
+        assert "traceparent" in sent
+
+
+def test_a_request_to_a_gateway_url_gets_no_baggage():
+    assert "baggage" not in injected({}, url=f"{GATEWAY}/v1/chat/completions")
+
+
+def test_a_callers_own_baggage_header_is_left_alone():
+    sent = injected({"x-portkey-provider": "openai", "baggage": "mine=1"})
+    assert sent["baggage"] == "mine=1"
+
+
+def test_a_failing_check_never_breaks_the_request():
+    class Broken(PortkeyPropagator):
+        def portkey_bound(self, carrier, context):
+            raise RuntimeError("boom")
+
+    sent = injected({}, prop=Broken(get_global_textmap(), lambda url: True))
+    assert sent["baggage"] == "portkey.metadata._user=u1", "injected as without the bridge"
+
+
+def test_header_detection_in_each_kind_of_carrier():
+    from requests.structures import CaseInsensitiveDict
+    from urllib3 import HTTPHeaderDict
+
+    for kind in (dict, CaseInsensitiveDict, HTTPHeaderDict, httpx.Headers):
+        assert has_portkey_header(kind({"X-Portkey-Trace-Id": "t", "accept": "*/*"})), kind
+        assert not has_portkey_header(kind({"accept": "*/*", "x-portke": "no"})), kind
+    assert not has_portkey_header(object())
+
+
+def test_the_bridge_wraps_the_global_propagator_and_unwraps_it(model):
+    before = get_global_textmap()
+    PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
+    wrapper = get_global_textmap()
+    assert isinstance(wrapper, PortkeyPropagator)
+    assert wrapper.inner is before
+    PortkeyInstrumentor().uninstrument()
+    assert get_global_textmap() is before
+
+
+def test_a_propagator_set_after_the_bridge_is_wrapped_again_by_the_next_gateway_call(model, caplog):
+    before = get_global_textmap()
+    PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
+    replacement = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    propagate.set_global_textmap(replacement)
+    token = context.attach(baggage.set_baggage("portkey.metadata._user", "u1"))
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(2):
+                httpx.post(
+                    f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []}
+                )
+    finally:
+        context.detach(token)
+    # The request hook runs before the instrumentation injects: the first call is already covered.
+    assert ["baggage" in r.headers for r in model.received] == [False, False]
+    assert "traceparent" in model.received[0].headers
+    assert get_global_textmap().inner is replacement
+    assert len([r for r in caplog.records if "propagator was replaced" in r.getMessage()]) == 1
+    PortkeyInstrumentor().uninstrument()
+    assert get_global_textmap() is replacement
+    propagate.set_global_textmap(before)
