@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_portkey import PortkeyInstrumentor, hooks
+from otel_portkey.client_hooks import CLIENTS
 from otel_portkey.testing import GatewayUnavailable, OssGateway, ScriptedModelServer
-from otel_portkey.wiring import flavours
 
 REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
 
@@ -70,7 +70,8 @@ def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     (the bridge warns once per kind of problem: a test must see its own warning)."""
     monkeypatch.setattr(hooks, "_reported", set())
     yield
-    for instrumentor in [PortkeyInstrumentor(), *(f.instrumentor_class() for f in flavours())]:
+    classes = [cls for cls in (client.instrumentor_class() for client in CLIENTS) if cls is not None]
+    for instrumentor in [PortkeyInstrumentor(), *(cls() for cls in classes)]:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
 

@@ -24,6 +24,7 @@ from otel_portkey.testing import route_headers
 from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
 from otel_portkey.testing.recording_proxy import RecordingProxy
 
+from clients_all import CLIENTS as ALL_CLIENTS
 from conftest import SERVICE_NAME
 
 tracer = trace.get_tracer("test")
@@ -188,7 +189,25 @@ def _httpx2(hop, model):
     assert httpx2.post(f"{hop.url}/v1/chat/completions", headers=headers(model), json=CHAT).status_code == 200
 
 
+def _instrumented(name):
+    """A call with one of clients_all's libraries, its OTel instrumentation on for the call."""
+    instrumentor_class, call = ALL_CLIENTS[name]
+
+    def run(hop, model):
+        instrumentor_class().instrument()
+        try:
+            assert call(f"{hop.url}/v1/chat/completions", headers(model), CHAT) == 200
+        finally:
+            instrumentor_class().uninstrument()
+
+    return run
+
+
 CLIENTS = {
+    "requests": _instrumented("requests"),
+    "urllib": _instrumented("urllib"),
+    "urllib3": _instrumented("urllib3"),
+    "aiohttp": _instrumented("aiohttp"),
     "openai sync (httpx2)": _openai_sync,
     "openai async (httpx2)": _openai_async,
     "portkey-ai (httpx)": _portkey_sdk,
@@ -207,7 +226,15 @@ def test_every_client(hop, model, spans, client):
     ):
         CLIENTS[client](hop, model)
     (span,) = spans.http()
-    reading = agreed_reading(hop.requests[0], format(span.context.trace_id, "032x"), span)
+    (received,) = hop.requests
+    reading = agreed_reading(received, format(span.context.trace_id, "032x"), span)
     assert reading.metadata["_user"] == "alice"
     assert reading.metadata["tenant.id"] == "acme"
     assert "blob" not in reading.metadata
+    # The response side: what the gateway itself answered is what the span says.
+    answered = received.response_headers
+    assert answered["x-portkey-trace-id"] == reading.trace_id
+    assert span.attributes["portkey.trace_id"] == answered["x-portkey-trace-id"]
+    assert span.attributes["portkey.provider"] == answered["x-portkey-provider"] == "openai"
+    assert span.attributes["portkey.cache.status"] == answered["x-portkey-cache-status"]
+    assert span.attributes["portkey.retry.attempt_count"] == int(answered["x-portkey-retry-attempt-count"])

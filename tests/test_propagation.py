@@ -13,7 +13,7 @@ from otel_portkey import PortkeyInstrumentor, portkey_metadata
 from otel_portkey.propagation import PortkeyPropagator, has_portkey_header
 
 GATEWAY = "http://gw.test"
-tracer = trace.get_tracer("test")
+tracer = trace.get_tracer("opentelemetry.instrumentation.test")  # as an HTTP client instrumentation's
 
 
 def propagator():
@@ -44,6 +44,15 @@ def test_a_request_with_a_portkey_header_gets_traceparent_and_no_baggage():
 
 def test_a_request_to_a_gateway_url_gets_no_baggage():
     assert "baggage" not in injected({}, url=f"{GATEWAY}/v1/chat/completions")
+
+
+def test_a_span_an_sdk_made_for_itself_is_not_taken_for_the_http_call():
+    """anthropic traces itself and injects inside its own CLIENT span; the HTTP span inside it
+    must be the one the gateway hangs under, so the propagator leaves such a span alone."""
+    own = trace.get_tracer("anthropic")
+    with own.start_as_current_span("anthropic.messages.create", kind=trace.SpanKind.CLIENT) as span:
+        span.set_attribute("url.full", f"{GATEWAY}/v1/messages")
+        assert not propagator().portkey_bound({}, None)
 
 
 def test_a_callers_own_baggage_header_is_left_alone():

@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
+from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import headers as h
 from . import metadata as md
+from .client_hooks import x_portkey_items
 from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
 from .header_writer import add_absent
@@ -99,17 +102,12 @@ class PortkeyHooks:
         # The spans of calls this bridge sent to a gateway, until their response is recorded.
         self._bridged: weakref.WeakSet[Span] = weakref.WeakSet()
 
-    # The four hooks the httpx instrumentation calls (``RequestInfo`` / ``ResponseInfo`` tuples).
+    # The httpx instrumentation's hook signatures (``RequestInfo`` / ``ResponseInfo`` tuples), for
+    # passing to ``instrument_client`` by hand; ``client_hooks`` composes the same calls.
     def request_hook(self, span: Span, request: Any) -> None:
         self.on_request(span, request)
 
     def response_hook(self, span: Span, request: Any, response: Any) -> None:
-        self.on_response(span, request, response)
-
-    async def async_request_hook(self, span: Span, request: Any) -> None:
-        self.on_request(span, request)
-
-    async def async_response_hook(self, span: Span, request: Any, response: Any) -> None:
         self.on_response(span, request, response)
 
     def on_request(self, span: Span, request: Any) -> None:
@@ -137,20 +135,51 @@ class PortkeyHooks:
         request_decision.set((context.span_id, bound))  # read by the propagator, which injects next
         if not bound or not context.is_valid:
             return
-        name = h.safe_header_value(self._span_name(span, request))
+        method = request.method
+        method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
+        used = sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
+        self._bridge(span, present, used, method, request.url.path, _HttpxHeaders(headers))
+
+    def on_portkey_request(self, span: Span, carrier: Any, setter: Setter[Any]) -> None:
+        """Set ``x-portkey-*`` headers on a Portkey-bound request of any HTTP client, from the
+        propagator as the client's instrumentation injects (the carrier is its live header mapping);
+        never raises. The URL and method come from the CLIENT span's attributes."""
+        try:
+            context = span.get_span_context()
+            if not context.is_valid:
+                return
+            present, names, used = _carrier_headers(carrier)
+            attributes = getattr(span, "attributes", None) or {}
+            url = next((attributes[key] for key in _URL_ATTRIBUTES if key in attributes), "")
+            method = next((attributes[key] for key in _METHOD_ATTRIBUTES if key in attributes), "POST")
+            path = urlsplit(str(url)).path
+            self._bridge(span, present, used, str(method), path, _CarrierHeaders(carrier, setter, names))
+        except Exception as error:
+            report_once("adding Portkey headers", error)
+
+    def _bridge(
+        self, span: Span, present: dict[str, str], used: int, method: str, path: str, headers: _HeaderWriter
+    ) -> None:
+        """The request side, one implementation for every client: ids, metadata, attributes.
+
+        ``present`` holds the request's ``x-portkey-*`` headers (lowercase names), ``used`` the bytes
+        its headers take; ``headers`` replaces or adds headers on the live request.
+        """
+        context = span.get_span_context()
+        name = h.safe_header_value(self._span_name(span, method, path))
         ids = h.call_ids(context.trace_id, context.span_id, new_span_id(), name)
         new = h.headers_to_set(present.get, ids, self._settings.trace_id_policy)
         if h.TRACE_ID in new and h.TRACE_ID in present:  # the override policy replaces the caller's
-            headers[h.TRACE_ID] = new.pop(h.TRACE_ID)
+            headers.replace(h.TRACE_ID, new.pop(h.TRACE_ID))
             present[h.TRACE_ID] = ids.trace_id
-        budget = _metadata_budget(raw, ids)
+        budget = _metadata_budget(used, ids)
         merged = self._merged_metadata(span, present.get(h.METADATA), ids.trace_id, budget)
         if merged.header is not None:
             if h.METADATA in present:
-                headers[h.METADATA] = merged.header
+                headers.replace(h.METADATA, merged.header)
             else:
                 new[h.METADATA] = merged.header
-        add_absent(headers, new)
+        headers.add(new)
         present.update(new)
         # A caller's own ids can be any length: bounded like every attribute the bridge sets.
         trace_id = present[h.TRACE_ID][: h.MAX_ATTRIBUTE_CHARS]
@@ -172,15 +201,13 @@ class PortkeyHooks:
         if self._after_request is not None:
             self._after_request()
 
-    def _span_name(self, span: Span, request: Any) -> str:
+    def _span_name(self, span: Span, method: str, path: str) -> str:
         parent = getattr(span, "parent", None)
         if parent is not None and self._span_name_of is not None:
             name = self._span_name_of(parent.span_id)
             if name:
                 return name
-        method = request.method
-        method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
-        return h.fallback_span_name(method, request.url.path)
+        return h.fallback_span_name(method, path)
 
     def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str, budget: int) -> _Merged:
         resource = getattr(span, "resource", None)
@@ -242,27 +269,100 @@ class PortkeyHooks:
         return merged
 
     def _record_response(self, span: Span, response: Any) -> None:
+        answer = self._answer_of(span, h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,)))
+        if answer is not None and is_event_stream(answer.get("content-type")):
+            end_span_when_stream_closes(span, response.stream)
+
+    def on_client_response(self, span: Span, response: Any, close_methods: tuple[str, ...]) -> None:
+        """Record the gateway's answer from any client's response (its ``headers`` mapping), and
+        keep the span of a streamed answer open until one of ``close_methods`` runs; never raises."""
+        try:
+            answer = self._answer_of(span, dict(x_portkey_items(response.headers)))
+            if answer is not None and is_event_stream(answer.get("content-type")):
+                end_span_when_stream_closes(span, response, close_methods, ())
+        except Exception as error:
+            report_once("recording the Portkey response", error)
+
+    def _answer_of(self, span: Span, answer: dict[str, str]) -> dict[str, str] | None:
+        """Put the gateway's answer (``x-portkey-*`` response headers) on the span of a call this
+        bridge sent to a gateway; returns the answer, or None for any other call."""
         if not span.is_recording():
-            return
+            return None
         if span in self._bridged:
             self._bridged.discard(span)
         elif type(span).__weakrefoffset__ or h.ATTR_SPAN_ID not in (getattr(span, "attributes", None) or {}):
-            return  # not a call this bridge sent to a gateway
-        answer = h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,))
+            return None  # not a call this bridge sent to a gateway
         attributes = h.response_attributes(answer.get)
         if attributes:
             span.set_attributes(attributes)
         if attributes.get(h.ATTR_GATEWAY_EXCEPTION):
             span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
-        if is_event_stream(answer.get("content-type")):
-            end_span_when_stream_closes(span, response.stream)
+        return answer
 
 
-def _metadata_budget(raw: list[tuple[bytes, bytes]], ids: h.CallIds) -> int:
+def _metadata_budget(used: int, ids: h.CallIds) -> int:
     """Bytes ``x-portkey-metadata`` may take on this request: at most ``MAX_HEADER_BYTES``, and
-    less when the request's own headers leave less room under the gateway's limit."""
-    used = sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
+    less when the request's own headers (``used`` bytes) leave less room under the gateway's limit."""
     used += sum(len(value) for value in ids) + 100 + _RESERVED_BYTES  # our 4 id headers, their names
     room = GATEWAY_HEADER_LIMIT - used - len(h.METADATA) - 4
     budget = min(md.MAX_HEADER_BYTES, room)
     return max(0, budget - budget % _BUDGET_STEP)
+
+
+_URL_ATTRIBUTES: Final = ("url.full", "http.url")
+_METHOD_ATTRIBUTES: Final = ("http.request.method", "http.method")
+
+
+class _HeaderWriter(Protocol):
+    def replace(self, name: str, value: str) -> None: ...
+    def add(self, new: dict[str, str]) -> None: ...
+
+
+class _HttpxHeaders:
+    """Writes into an httpx/httpx2 ``Headers`` (the request hook's live headers)."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Any) -> None:
+        self._headers = headers
+
+    def replace(self, name: str, value: str) -> None:
+        self._headers[name] = value
+
+    def add(self, new: dict[str, str]) -> None:
+        add_absent(self._headers, new)
+
+
+class _CarrierHeaders:
+    """Writes into any client's header mapping through the propagator's setter, keeping the
+    spelling of a header the caller already set (plain ``dict`` carriers are case-sensitive)."""
+
+    __slots__ = ("_carrier", "_names", "_setter")
+
+    def __init__(self, carrier: Any, setter: Setter[Any], names: dict[str, str]) -> None:
+        self._carrier, self._setter, self._names = carrier, setter, names
+
+    def replace(self, name: str, value: str) -> None:
+        self._setter.set(self._carrier, self._names.get(name, name), value)
+
+    def add(self, new: dict[str, str]) -> None:
+        for name, value in new.items():
+            self._setter.set(self._carrier, name, value)
+
+
+def _carrier_headers(carrier: Any) -> tuple[dict[str, str], dict[str, str], int]:
+    """A header mapping's ``x-portkey-*`` headers (lowercase name → value), their names as spelled
+    in the mapping, and the bytes all its headers take."""
+    present: dict[str, str] = {}
+    names: dict[str, str] = {}
+    used = 0
+    items = carrier.items()
+    for key, value in items:
+        name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        used += len(name) + len(text) + 4
+        lower = name.lower()
+        if lower.startswith("x-portkey-"):
+            present[lower] = f"{present[lower]}, {text}" if lower in present else text
+            names[lower] = name
+    return present, names, used

@@ -12,12 +12,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
 
+from . import client_hooks
 from . import headers as h
 from .config import PortkeySettings
 from .hooks import PortkeyHooks, warn_once
 from .processor import PortkeySpanProcessor
 from .propagation import PortkeyPropagator
-from .wiring import Flavour, Wiring, flavours
 
 _log = logging.getLogger(__name__)
 
@@ -28,23 +28,23 @@ DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
 class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Bridges OTel traces and Portkey gateways over httpx and httpx2 (sync and async).
+    """Bridges OTel traces and Portkey gateways over every OTel HTTP client instrumentation
+    (httpx, httpx2, requests, urllib, urllib3, aiohttp-client), sync and async.
 
     ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
     jaeger_ui_url=None, trace_url_template=None, trusted_baggage_keys=None)``: arguments override
-    the ``OTEL_PORTKEY_*`` environment. A ``PortkeySpanProcessor`` is added to an SDK tracer
-    provider (unless one is there already), and the global propagator is wrapped so that requests
-    to a gateway carry no ``baggage`` (:mod:`otel_portkey.propagation`); ``uninstrument()`` undoes both.
-
-    The OTel httpx/httpx2 instrumentation may be instrumented before, after or not at all: the
-    bridge attaches its hooks in every case and instruments httpx itself only when nobody else
-    does, so no HTTP span is ever doubled.
+    the ``OTEL_PORTKEY_*`` environment. Installing it wraps the global propagator (the request
+    side, :mod:`otel_portkey.propagation`), adds the bridge's hooks to client instrumentations
+    made from then on (the response side, :mod:`otel_portkey.client_hooks`), adds a
+    ``PortkeySpanProcessor`` to an SDK tracer provider (unless one is there already), and
+    instruments httpx/httpx2 itself when nobody else does, so no HTTP span is ever doubled.
+    ``uninstrument()`` undoes all of it.
     """
 
     # BaseInstrumentor is a per-class singleton whose constructor runs on every ``PortkeyInstrumentor()``:
     # state lives in class defaults, replaced on the instance by ``_instrument``.
-    _wiring: Wiring | None = None
-    _owned: tuple[Flavour, ...] = ()
+    _installed = False
+    _owned: tuple[type[Any], ...] = ()  # the httpx instrumentors the bridge instrumented itself
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
     _propagator: PortkeyPropagator | None = None
@@ -84,44 +84,52 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         provider = self._tracer_provider or trace.get_tracer_provider()
         processor, added = _processor_for(provider, settings)
         self._added_processor = (provider, processor) if added and processor is not None else None
-        self._propagator = PortkeyPropagator(
-            propagate.get_global_textmap(),
-            lambda url: h.url_matches_gateway(url, settings.gateway_prefixes),
-        )
-        propagate.set_global_textmap(self._propagator)
         hooks = PortkeyHooks(
             settings,
             processor.span_name_of if processor is not None else None,
             after_request=self._keep_propagator,
         )
-        self._wiring = Wiring(hooks)
+        self._propagator = PortkeyPropagator(
+            propagate.get_global_textmap(),
+            lambda url: h.url_matches_gateway(url, settings.gateway_prefixes),
+            hooks.on_portkey_request,
+        )
+        propagate.set_global_textmap(self._propagator)
+        client_hooks.activate(hooks)
+        for name in client_hooks.attach():
+            warn_once(
+                f"{name} instrumented first",
+                f"otel-portkey: {name} was instrumented before the bridge, so its calls carry the Portkey "
+                f"ids but their spans do not get the gateway's answer; instrument {name} after the bridge "
+                "(opentelemetry-instrument does)",
+            )
+        self._installed = True
         self._owned = ()
-        for flavour in flavours():
-            self._wiring.attach(flavour)
         if not _auto_instrumenting:
             self.instrument_http_clients()
 
     def instrument_http_clients(self) -> None:
-        """Instrument each httpx flavour that nobody has instrumented (hooks attach as it happens).
-
-        A flavour the user switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` stays off.
-        """
-        if self._wiring is None:
+        """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them); the bridge's
+        hooks come with it. One the user switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
+        stays off."""
+        if not self._installed:
             return
         disabled = {name.strip() for name in os.environ.get(DISABLED_ENV, "").split(",")}
-        for flavour in flavours():
-            if flavour.is_instrumented():
+        for client in client_hooks.HTTPX_CLIENTS:
+            cls = client.instrumentor_class()
+            if cls is None or cls().is_instrumented_by_opentelemetry:
                 continue
-            if flavour.module_name in disabled or "*" in disabled:
+            if client.name in disabled or "*" in disabled:
                 _log.warning(
-                    "otel-portkey: %s is in %s, so calls made with %s are not bridged",
-                    flavour.module_name,
+                    "otel-portkey: %s is in %s, so the bridge does not instrument it: only %s "
+                    "clients you instrument yourself are bridged",
+                    client.name,
                     DISABLED_ENV,
-                    flavour.module_name,
+                    client.name,
                 )
                 continue
-            flavour.instrumentor_class().instrument(tracer_provider=self._tracer_provider)
-            self._owned += (flavour,)
+            cls().instrument(tracer_provider=self._tracer_provider)
+            self._owned += (cls,)
 
     def _keep_propagator(self) -> None:
         """Wrap the global propagator again if something replaced it after the bridge was installed."""
@@ -138,16 +146,15 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         propagate.set_global_textmap(ours)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for flavour in self._owned:
-            flavour.instrumentor_class().uninstrument()
+        for cls in self._owned:
+            cls().uninstrument()
         self._owned = ()
-        if self._wiring is not None:
-            for flavour in flavours():
-                self._wiring.detach(flavour)
-            self._wiring = None
+        self._installed = False
         if self._added_processor is not None:
             _remove_processor(*self._added_processor)
             self._added_processor = None
+        client_hooks.activate(None)
+        client_hooks.detach()
         if self._propagator is not None:
             if propagate.get_global_textmap() is self._propagator:  # else someone replaced it: keep theirs
                 propagate.set_global_textmap(self._propagator.inner)
@@ -188,9 +195,14 @@ def _remove_processor(provider: Any, processor: PortkeySpanProcessor) -> None:
 
 
 def _auto_instrumentation_starting() -> None:
-    """``opentelemetry_pre_instrument`` entry point: instrumentors are about to load."""
+    """``opentelemetry_pre_instrument`` entry point: instrumentors are about to load, so the client
+    instrumentors' ``instrument`` is wrapped now, whichever of them loads before the bridge."""
     global _auto_instrumenting
     _auto_instrumenting = True
+    try:
+        client_hooks.attach()
+    except Exception as error:
+        _log.warning("otel-portkey: could not prepare the HTTP client hooks (%s)", type(error).__name__)
 
 
 def _auto_instrumentation_finished() -> None:
@@ -198,7 +210,7 @@ def _auto_instrumentation_finished() -> None:
     global _auto_instrumenting
     _auto_instrumenting = False
     instrumentor = PortkeyInstrumentor()
-    if instrumentor._is_instrumented_by_opentelemetry:
+    if instrumentor.is_instrumented_by_opentelemetry:
         try:
             instrumentor.instrument_http_clients()
         except Exception as error:

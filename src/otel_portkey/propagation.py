@@ -6,7 +6,9 @@ is the one public seam all of them share: the wrapper sees every instrumented re
 library sent it and in whatever order the instrumentations loaded.
 
 What it does there: a Portkey-bound request (one that carries an ``x-portkey-*`` header, or whose
-span's URL is a configured gateway) gets ``traceparent`` as usual but **no baggage**. Hosted
+span's URL is a configured gateway) gets the bridge's ``x-portkey-*`` headers (requests, urllib,
+urllib3, aiohttp, and httpx clients the bridge's httpx hooks do not reach), and ``traceparent`` as
+usual but **no baggage**. Hosted
 Portkey merges every ``baggage`` entry into the request's metadata, so baggage sent there would
 log the bridge's own ``portkey.metadata.*`` entries a second time, carry values past Portkey's
 rules, and forward whatever an outside caller put into the app's inbound baggage. The metadata a
@@ -35,6 +37,9 @@ from opentelemetry.propagators.textmap import (
 )
 
 URL_ATTRIBUTES = ("url.full", "http.url")
+INSTRUMENTATION_SCOPES = (
+    "opentelemetry.instrumentation.",
+)  # requests, urllib, urllib3, aiohttp_client, httpx
 
 # Set by the httpx request hook, which runs in the CLIENT span just before the instrumentation
 # injects: (that span's id, whether the request is Portkey-bound). The propagator then need not
@@ -53,12 +58,23 @@ def has_portkey_header(carrier: Any) -> bool:
     return any(str(name)[:10].lower() == "x-portkey-" for name in keys())
 
 
-class PortkeyPropagator(TextMapPropagator):
-    """Wraps ``inner``; injects no baggage into Portkey-bound requests (see the module docstring)."""
+PortkeyRequest = Callable[[Any, Any, Setter[Any]], None]
 
-    def __init__(self, inner: TextMapPropagator, url_is_gateway: Callable[[str], bool]) -> None:
+
+class PortkeyPropagator(TextMapPropagator):
+    """Wraps ``inner``; on a Portkey-bound request it injects no baggage and, unless the httpx
+    request hook already did, lets ``on_portkey_request(span, carrier, setter)`` add the Portkey
+    headers (see the module docstring)."""
+
+    def __init__(
+        self,
+        inner: TextMapPropagator,
+        url_is_gateway: Callable[[str], bool],
+        on_portkey_request: PortkeyRequest | None = None,
+    ) -> None:
         self.inner = inner
         self._url_is_gateway = url_is_gateway
+        self._on_portkey_request = on_portkey_request
 
     def extract(
         self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
@@ -68,18 +84,32 @@ class PortkeyPropagator(TextMapPropagator):
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
+        span = trace.get_current_span(context)
+        handled = False  # the httpx request hook has set the headers already
         try:
-            bound = self.portkey_bound(carrier, context)
+            decided = request_decision.get()
+            if decided is not None and decided[0] == span.get_span_context().span_id:
+                bound, handled = decided[1], True
+            else:
+                bound = self.portkey_bound(carrier, context)
         except Exception:  # never raise into the request: inject as if the bridge were not here
             bound = False
         self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
+        if bound and not handled and self._on_portkey_request is not None:
+            self._on_portkey_request(span, carrier, setter)  # guarded inside
 
     def portkey_bound(self, carrier: Any, context: Context | None) -> bool:
-        """Whether the request whose headers are ``carrier`` goes to a Portkey gateway."""
+        """Whether the request whose headers are ``carrier`` goes to a Portkey gateway (by the
+        URL on its CLIENT span, or an ``x-portkey-*`` header it already has).
+
+        Only a span made by an OTel instrumentation counts: an SDK that traces itself (anthropic
+        does) and injects inside its own span would otherwise get the ids of that span, and the
+        HTTP span inside it would find them already set.
+        """
         span = trace.get_current_span(context)
-        decided = request_decision.get()
-        if decided is not None and decided[0] == span.get_span_context().span_id:
-            return decided[1]
+        scope = getattr(span, "instrumentation_scope", None)
+        if scope is not None and not str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES):
+            return False
         attributes = getattr(span, "attributes", None)
         if attributes:
             for name in URL_ATTRIBUTES:

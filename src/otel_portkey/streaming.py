@@ -23,14 +23,20 @@ def is_event_stream(content_type: str | None) -> bool:
     return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == "text/event-stream"  # type: ignore[union-attr]
 
 
-def end_span_when_stream_closes(span: Span, stream: Any) -> bool:
-    """Defer ``span.end()`` until ``stream`` is closed (sync ``close`` or async ``aclose``).
+def end_span_when_stream_closes(
+    span: Span,
+    stream: Any,
+    sync_methods: tuple[str, ...] = ("close",),
+    async_methods: tuple[str, ...] = ("aclose",),
+) -> bool:
+    """Defer ``span.end()`` until ``stream`` is closed: the first call of any of its
+    ``sync_methods`` or ``async_methods`` (httpx streams: ``close``/``aclose``; an aiohttp
+    response: ``close``/``release``), or its garbage collection as the last resort.
 
     Returns False when the span or stream cannot be wrapped: the span then ends as usual.
     """
-    close: Callable[[], None] | None = getattr(stream, "close", None)
-    aclose: Callable[[], Awaitable[None]] | None = getattr(stream, "aclose", None)
-    if not span.is_recording() or (close is None and aclose is None):
+    closers = {name: getattr(stream, name, None) for name in (*sync_methods, *async_methods)}
+    if not span.is_recording() or not any(callable(method) for method in closers.values()):
         return False
 
     real_end = span.end
@@ -49,27 +55,35 @@ def end_span_when_stream_closes(span: Span, stream: Any) -> bool:
     def end_later(end_time: int | None = None) -> None:
         """Stands in for ``span.end`` while the body streams: the instrumentation's call is ignored."""
 
+    def sync_then_end(close: Callable[..., Any]) -> Callable[..., Any]:
+        def closing(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return close(*args, **kwargs)
+            finally:
+                finish()
+
+        return closing
+
+    def async_then_end(aclose: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def closing(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await aclose(*args, **kwargs)
+            finally:
+                finish()
+
+        return closing
+
     # The stream is patched first: if it cannot be (slots, no weak references), the span ends as
     # usual and whatever was patched does nothing.
     try:
-        if close is not None:
-
-            def close_then_end() -> None:
-                try:
-                    close()
-                finally:
-                    finish()
-
-            stream.close = close_then_end
-        if aclose is not None:
-
-            async def aclose_then_end() -> None:
-                try:
-                    await aclose()
-                finally:
-                    finish()
-
-            stream.aclose = aclose_then_end
+        for name in sync_methods:
+            method = closers[name]
+            if callable(method):
+                setattr(stream, name, sync_then_end(method))
+        for name in async_methods:
+            method = closers[name]
+            if callable(method):
+                setattr(stream, name, async_then_end(method))
         weakref.finalize(stream, finish)
     except (AttributeError, TypeError):
         state["ended"] = True  # a half-patched stream must not end the span a second time

@@ -121,6 +121,26 @@ class ScriptedModelServer:
         self.stop()
 
 
+def anthropic_message(body: dict[str, Any], number: int) -> dict[str, Any]:
+    """An Anthropic Messages API answer echoing the last user text, as the chat route does."""
+    texts = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if message.get("role") == "user":
+            parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            texts = [str(part.get("text", "")) for part in parts if isinstance(part, dict)]
+    return {
+        "id": f"msg_scripted_{number}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model") or MODEL,
+        "content": [{"type": "text", "text": "echo: " + " ".join(texts)}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 20, "output_tokens": 10},
+    }
+
+
 def completion_message(body: dict[str, Any]) -> dict[str, Any]:
     """The assistant message the script gives for a chat request body."""
     messages = body.get("messages") or []
@@ -180,6 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
                     fault.status, {"error": {"message": f"scripted fault {fault.status}", "type": "scripted"}}
                 )
                 return
+        if self.path.rstrip("/").endswith("/messages"):  # the Anthropic Messages API, not streamed
+            self._json(200, anthropic_message(body, number))
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return

@@ -1,11 +1,12 @@
-"""The bridge attaches to the OTel httpx instrumentation in any order, and leaves nothing behind."""
+"""The bridge's hooks reach the OTel HTTP client instrumentations in any order, through their
+public ``instrument()``, and leave nothing behind."""
 
 import logging
 
 import httpx
 import httpx2
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor
@@ -86,7 +87,8 @@ def test_uninstrument_restores_the_clients_exactly(model, flavour):
     assert not same(transports(module), pristine)
     PortkeyInstrumentor().uninstrument()
     assert same(transports(module), pristine)
-    assert "_instrument" not in INSTRUMENTORS[flavour].__dict__
+    assert "instrument" not in INSTRUMENTORS[flavour].__dict__
+    assert "uninstrument" not in INSTRUMENTORS[flavour].__dict__
 
 
 @pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
@@ -118,7 +120,7 @@ def test_100_cycles_leave_no_wrapper_hook_or_processor_behind(model, spans):
         PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
         PortkeyInstrumentor().uninstrument()
     assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
-    assert all("_instrument" not in cls.__dict__ for cls in INSTRUMENTORS.values())
+    assert all("instrument" not in cls.__dict__ for cls in INSTRUMENTORS.values())
     assert not any(cls().is_instrumented_by_opentelemetry for cls in INSTRUMENTORS.values())
     processors = trace.get_tracer_provider()._active_span_processor._span_processors
     assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]
@@ -145,54 +147,60 @@ def test_an_httpx_flavour_the_user_disabled_stays_off(model, spans, monkeypatch,
         PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
     assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
     assert HTTPX2ClientInstrumentor().is_instrumented_by_opentelemetry
-    assert "calls made with httpx are not bridged" in caplog.text
+    assert "so the bridge does not instrument it" in caplog.text
 
 
 def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, monkeypatch, caplog):
-    from otel_portkey import wiring
+    from otel_portkey import client_hooks
 
     pristine = {name: transports(module) for name, module in MODULES.items()}
+    textmap = propagate.get_global_textmap()
+    attach = client_hooks.attach
 
-    attach = wiring.Wiring.attach
-    attached = []
+    def attach_then_break():  # every instrumentor is wrapped, then something fails
+        attach()
+        raise RuntimeError("boom")
 
-    def attach_then_break(self, flavour):  # the first flavour is wired, the second one fails
-        if attached:
-            raise RuntimeError("boom")
-        attach(self, flavour)
-        attached.append(flavour)
-
-    monkeypatch.setattr(wiring.Wiring, "attach", attach_then_break)
+    monkeypatch.setattr(client_hooks, "attach", attach_then_break)
     with caplog.at_level(logging.WARNING):
         PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
-    assert attached, "one flavour was wired before the failure"
     assert "the bridge could not be installed (RuntimeError)" in caplog.text
     assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
+    assert all("instrument" not in cls.__dict__ for cls in INSTRUMENTORS.values()), "no wrapper left"
+    assert propagate.get_global_textmap() is textmap
     processors = trace.get_tracer_provider()._active_span_processor._span_processors
     assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]
     assert not PortkeyInstrumentor().is_instrumented_by_opentelemetry
 
-    monkeypatch.setattr(wiring.Wiring, "attach", attach)  # whatever failed is gone: a retry works
+    monkeypatch.setattr(client_hooks, "attach", attach)  # whatever failed is gone: a retry works
     PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
     assert PortkeyInstrumentor().is_instrumented_by_opentelemetry
     post("httpx", "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
     assert "x-portkey-trace-id" in model.received[-1].headers
 
 
-def test_a_client_instrumented_on_its_own_gets_only_the_hooks_passed_to_it(model, spans, monkeypatch):
-    """Documented limitation (README, "Calls not bridged?"): ``instrument_client(client)`` builds the
-    client's own transport wrapper from the hooks passed there; the bridge does not see those calls.
-    (httpx's global instrumentation is off, as when a user instruments one client by hand.)"""
+@pytest.mark.parametrize("how", ["instrument_client", "explicit transport"])
+def test_a_client_instrumented_on_its_own_is_bridged_on_the_request_side(model, spans, monkeypatch, how):
+    """``instrument_client(client)`` and an explicit OTel transport build the client's own wrapper
+    from the hooks passed there; the propagator still sees the request, so it carries the ids. The
+    gateway's answer is not read on such a client (README, "Calls not bridged?")."""
+    from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
+
     monkeypatch.setenv(bridge_module.DISABLED_ENV, "httpx")
     PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
     seen = []
-    with httpx.Client() as client:
-        HTTPXClientInstrumentor.instrument_client(client, request_hook=lambda span, request: seen.append(1))
-        with trace.get_tracer("t").start_as_current_span("caller"):
-            client.post(
-                f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []}
-            )
+    hook = lambda span, request: seen.append(1)  # noqa: E731
+    if how == "instrument_client":
+        client = httpx.Client()
+        HTTPXClientInstrumentor.instrument_client(client, request_hook=hook)
+    else:
+        client = httpx.Client(transport=SyncOpenTelemetryTransport(httpx.HTTPTransport(), request_hook=hook))
+    with client, trace.get_tracer("t").start_as_current_span("caller"):
+        client.post(f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []})
     sent = model.received[-1].headers
     assert seen == [1], "the client's own hook ran"
-    assert "traceparent" in sent, "the client is instrumented"
-    assert not [name for name in sent if name.startswith("x-portkey-")], "not bridged"
+    (span,) = [s for s in spans.all() if s.kind == trace.SpanKind.CLIENT]
+    assert sent["x-portkey-trace-id"] == format(span.context.trace_id, "032x")
+    assert sent["x-portkey-parent-span-id"] == format(span.context.span_id, "016x")
+    assert sent["x-portkey-span-name"] == "caller"
+    assert "portkey.provider" not in span.attributes, "no response side on such a client"

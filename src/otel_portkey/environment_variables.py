@@ -1,0 +1,42 @@
+"""Every environment variable otel-portkey reads, in one place (the README's Settings table).
+
+OpenTelemetry's own variables come from ``opentelemetry.sdk.environment_variables``; the names
+here are the bridge's and the Portkey SDKs'.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+OTEL_PORTKEY_GATEWAY_URLS: Final = "OTEL_PORTKEY_GATEWAY_URLS"
+"""Extra gateway base URLs, comma separated: a request whose URL starts with one is Portkey-bound."""
+
+OTEL_PORTKEY_TRACE_ID_POLICY: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
+"""``respect`` (default) or ``override`` a caller's own ``x-portkey-trace-id``."""
+
+OTEL_PORTKEY_METADATA: Final = "OTEL_PORTKEY_METADATA"
+"""Metadata for every gateway call, ``key=value`` pairs as in ``OTEL_RESOURCE_ATTRIBUTES``."""
+
+OTEL_PORTKEY_JAEGER_UI_URL: Final = "OTEL_PORTKEY_JAEGER_UI_URL"
+"""Jaeger UI base URL: each call's metadata gets ``jaeger_trace=<url>/trace/<trace id>``."""
+
+OTEL_PORTKEY_TRACE_URL_TEMPLATE: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
+"""A URL with ``{trace_id}``: spans of gateway calls get ``portkey.trace.url``."""
+
+OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS: Final = "OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS"
+"""Baggage keys taken as Portkey metadata (none by default: baggage is untrusted input)."""
+
+OTEL_PORTKEY_FEEDBACK_BASE_URL: Final = "OTEL_PORTKEY_FEEDBACK_BASE_URL"
+"""Where ``record_feedback`` posts (``<base>/feedback``)."""
+
+OTEL_EXPORTER_PORTKEY_ENDPOINT: Final = "OTEL_EXPORTER_PORTKEY_ENDPOINT"
+"""``PortkeySpanExporter``'s base URL (spans go to ``<base>/v1/traces``)."""
+
+PORTKEY_API_KEY: Final = "PORTKEY_API_KEY"
+"""Sent by ``PortkeySpanExporter`` and ``record_feedback`` as ``x-portkey-api-key``."""
+
+PORTKEY_SDK_GATEWAY_URLS: Final = ("PORTKEY_GATEWAY_URL", "PORTKEY_BASE_URL", "PORTKEY_PROXY")
+"""The Portkey SDKs' own gateway variables, read as gateway base URLs too."""
+
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: Final = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+"""opentelemetry-instrument's list of entry points not to load (the bridge respects it)."""
