@@ -36,7 +36,7 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
     provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
     tracer = provider.get_tracer("bench")
-    hooks = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]), processor.span_name_of)
+    hooks = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]), processor.caller_name)
     body = json.dumps({"model": "gpt-4o"}).encode()
 
     def call(n: int) -> None:
@@ -78,7 +78,7 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
                 f"{calls:,}",
                 f"{growth / 1024:,.1f} KiB",
                 f"{(rss_after - rss_before) / 1024:,.0f} KiB",
-                str(processor.live_span_count),
+                str(processor.tracked_calls),
                 str(len(portkey_trace_ids)),
             ]
         )
@@ -87,7 +87,7 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
         "calls",
         "tracemalloc growth",
         "RSS growth",
-        "live spans after",
+        "tracked calls after",
         "caller trace ids kept",
     ]
     return table("Memory over many calls (full hook path, real objects)", header, rows), figures

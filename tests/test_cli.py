@@ -250,3 +250,26 @@ def test_demo_checks_every_module_before_starting_anything(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err == MISSING_EXTRA.format("portkey-ai, opentelemetry-distro") + "\n"
+
+
+def test_doctors_sample_is_made_by_the_code_that_makes_real_calls():
+    """The sample carries what a real call would: the service and the Jaeger link too."""
+    import json
+
+    from otel_portkey.config import PortkeySettings
+    from otel_portkey.doctor import sample_call_headers
+
+    env = {
+        "OTEL_SERVICE_NAME": "checkout",
+        "OTEL_PORTKEY_JAEGER_UI_URL": "http://jaeger.test:16686",
+        "OTEL_PORTKEY_METADATA": "team=search",
+    }
+    sample = sample_call_headers(PortkeySettings.from_env(env), env)
+    assert sample["x-portkey-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert sample["x-portkey-span-name"] == "chat gpt-4o"
+    assert len(sample["x-portkey-parent-span-id"]) == len(sample["x-portkey-span-id"]) == 16
+    assert json.loads(sample["x-portkey-metadata"]) == {
+        "team": "search",
+        "service": "checkout",
+        "jaeger_trace": "http://jaeger.test:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+    }

@@ -186,7 +186,7 @@ def test_a_client_instrumented_on_its_own_is_bridged_on_the_request_side(model, 
     gateway's answer is not read on such a client (README, "Calls not bridged?")."""
     from opentelemetry.instrumentation.httpx import SyncOpenTelemetryTransport
 
-    monkeypatch.setenv(bridge_module.DISABLED_ENV, "httpx")
+    monkeypatch.setenv(bridge_module.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "httpx")
     PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
     seen = []
     hook = lambda span, request: seen.append(1)  # noqa: E731

@@ -29,25 +29,36 @@ def test_every_span_in_a_metadata_block_carries_it(spans):
     assert not [k for k in plain.attributes if k.startswith("portkey.")]
 
 
-def test_the_live_span_registry_is_empty_after_10000_spans():
+def test_the_caller_of_each_http_call_is_its_parent_at_start_and_nothing_else_is_kept():
+    import gc
+
     provider = TracerProvider()
     processor = PortkeySpanProcessor()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
     for i in range(10_000):
-        with tracer.start_as_current_span(f"s{i}") as span:
-            assert processor.span_name_of(span.get_span_context().span_id) == f"s{i}"
-    assert processor.live_span_count == 0
+        with tracer.start_as_current_span(f"chat {i}") as caller:
+            with tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT) as call:
+                assert processor.caller_name(call) == f"chat {i}"
+            assert processor.caller_name(caller) is None, "only CLIENT spans are tracked"
+    del caller, call
+    gc.collect()
+    assert processor.tracked_calls == 0, "entries go with their spans"
 
 
-def test_the_registry_is_bounded_for_spans_that_never_end():
-    processor = PortkeySpanProcessor(max_live_spans=100)
+def test_a_span_that_never_ends_keeps_only_its_own_entry():
+    import gc
+
     provider = TracerProvider()
+    processor = PortkeySpanProcessor()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
-    leaked = [tracer.start_span(f"s{i}") for i in range(500)]
-    assert processor.live_span_count == 100
-    assert processor.span_name_of(leaked[-1].get_span_context().span_id) is None
+    with tracer.start_as_current_span("agent"):
+        leaked = [tracer.start_span(f"POST {i}", kind=trace.SpanKind.CLIENT) for i in range(500)]
+    assert processor.tracked_calls == 500
+    del leaked
+    gc.collect()
+    assert processor.tracked_calls == 0
 
 
 def test_the_instrumentor_adds_the_processor_and_takes_it_away_again(model_server):

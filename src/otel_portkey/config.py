@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .baggage_trust import BaggageTrust
+from .environment_variables import (
+    OTEL_PORTKEY_GATEWAY_URLS,
+    OTEL_PORTKEY_JAEGER_UI_URL,
+    OTEL_PORTKEY_METADATA,
+    OTEL_PORTKEY_TRACE_ID_POLICY,
+    OTEL_PORTKEY_TRACE_URL_TEMPLATE,
+    OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS,
+    PORTKEY_API_KEY,
+    PORTKEY_SDK_GATEWAY_URLS,
+)
 from .headers import TraceIdPolicy, gateway_prefix
 from .metadata import parse_key_values, sanitise
 
@@ -16,15 +26,6 @@ _log = logging.getLogger(__name__)
 
 HOSTED_GATEWAY_URL: Final = "https://api.portkey.ai"
 LOCAL_GATEWAY_URL: Final = "http://localhost:8787"
-# Environment variables that name a gateway: ours, then the ones Portkey's SDKs and recipes use.
-GATEWAY_URLS_ENV: Final = "OTEL_PORTKEY_GATEWAY_URLS"
-SDK_GATEWAY_ENVS: Final = ("PORTKEY_GATEWAY_URL", "PORTKEY_BASE_URL", "PORTKEY_PROXY")
-TRACE_ID_POLICY_ENV: Final = "OTEL_PORTKEY_TRACE_ID_POLICY"
-METADATA_ENV: Final = "OTEL_PORTKEY_METADATA"
-JAEGER_UI_URL_ENV: Final = "OTEL_PORTKEY_JAEGER_UI_URL"
-TRACE_URL_TEMPLATE_ENV: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
-TRUSTED_BAGGAGE_KEYS_ENV: Final = "OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS"
-API_KEY_ENV: Final = "PORTKEY_API_KEY"
 _POLICIES: Final = ("respect", "override")
 
 
@@ -37,7 +38,7 @@ def usable_api_key(value: str | None) -> str | None:
         _log.warning(
             "otel-portkey: the Portkey API key (%s or api_key=) holds characters an HTTP header cannot "
             "carry; it is not used",
-            API_KEY_ENV,
+            PORTKEY_API_KEY,
         )
         return None
     return key or None
@@ -78,21 +79,23 @@ class PortkeySettings:
         """
         env = os.environ if environ is None else environ
         urls = [HOSTED_GATEWAY_URL, LOCAL_GATEWAY_URL]
-        urls += [env[name] for name in SDK_GATEWAY_ENVS if env.get(name)]
-        urls += env.get(GATEWAY_URLS_ENV, "").split(",")
+        urls += [env[name] for name in PORTKEY_SDK_GATEWAY_URLS if env.get(name)]
+        urls += env.get(OTEL_PORTKEY_GATEWAY_URLS, "").split(",")
         urls += list(gateway_urls or ())
         return cls(
             gateway_prefixes=_gateway_prefixes(urls),
             trace_id_policy=_policy(
-                trace_id_policy if trace_id_policy is not None else env.get(TRACE_ID_POLICY_ENV)
+                trace_id_policy if trace_id_policy is not None else env.get(OTEL_PORTKEY_TRACE_ID_POLICY)
             ),
-            static_metadata=_static_metadata(env.get(METADATA_ENV, ""), metadata or {}),
-            jaeger_ui_url=_url(jaeger_ui_url or env.get(JAEGER_UI_URL_ENV), JAEGER_UI_URL_ENV),
-            trace_url_template=_template(trace_url_template or env.get(TRACE_URL_TEMPLATE_ENV)),
+            static_metadata=_static_metadata(env.get(OTEL_PORTKEY_METADATA, ""), metadata or {}),
+            jaeger_ui_url=_url(
+                jaeger_ui_url or env.get(OTEL_PORTKEY_JAEGER_UI_URL), OTEL_PORTKEY_JAEGER_UI_URL
+            ),
+            trace_url_template=_template(trace_url_template or env.get(OTEL_PORTKEY_TRACE_URL_TEMPLATE)),
             baggage_trust=BaggageTrust.parse(
                 trusted_baggage_keys
                 if trusted_baggage_keys is not None
-                else env.get(TRUSTED_BAGGAGE_KEYS_ENV)
+                else env.get(OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS)
             ),
         )
 
@@ -118,7 +121,10 @@ def _policy(value: str | None) -> TraceIdPolicy:
         return "override"
     if normalised != "respect":
         _log.warning(
-            "otel-portkey: %s=%r is not one of %s; using 'respect'", TRACE_ID_POLICY_ENV, value, _POLICIES
+            "otel-portkey: %s=%r is not one of %s; using 'respect'",
+            OTEL_PORTKEY_TRACE_ID_POLICY,
+            value,
+            _POLICIES,
         )
     return "respect"
 
@@ -127,7 +133,9 @@ def _static_metadata(text: str, overrides: Mapping[str, object]) -> tuple[tuple[
     entries, malformed = parse_key_values(text)
     if malformed:
         _log.warning(
-            "otel-portkey: %s: ignoring %d item(s) that are not key=value", METADATA_ENV, len(malformed)
+            "otel-portkey: %s: ignoring %d item(s) that are not key=value",
+            OTEL_PORTKEY_METADATA,
+            len(malformed),
         )
     return tuple(sanitise({**entries, **overrides}).items())
 
@@ -146,6 +154,6 @@ def _template(value: str | None) -> str | None:
     if not value or not value.strip():
         return None
     if "{trace_id}" not in value:
-        _log.warning("otel-portkey: ignoring %s: it must contain {trace_id}", TRACE_URL_TEMPLATE_ENV)
+        _log.warning("otel-portkey: ignoring %s: it must contain {trace_id}", OTEL_PORTKEY_TRACE_URL_TEMPLATE)
         return None
     return value.strip()

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from . import environment_variables as ev
 from . import headers as h
 from .config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from .testing.gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
@@ -183,7 +184,7 @@ def _start_gateway(stack: contextlib.ExitStack, options: DemoOptions, progress: 
 
 
 def _check_live() -> None:
-    if not os.environ.get("PORTKEY_API_KEY"):
+    if not os.environ.get(ev.PORTKEY_API_KEY):
         raise DemoError("--live needs PORTKEY_API_KEY (your Portkey API key)")
     if not (os.environ.get("OPENAI_API_KEY") or os.environ.get("PORTKEY_VIRTUAL_KEY")):
         raise DemoError("--live needs a provider key: OPENAI_API_KEY, or a PORTKEY_VIRTUAL_KEY")
@@ -202,9 +203,9 @@ def run_demo(
         gateway_url, label = _start_gateway(stack, options, say)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         for name in (
-            "OTEL_PORTKEY_JAEGER_UI_URL",
-            "OTEL_PORTKEY_METADATA",
-            "OTEL_PORTKEY_TRACE_URL_TEMPLATE",
+            ev.OTEL_PORTKEY_JAEGER_UI_URL,
+            ev.OTEL_PORTKEY_METADATA,
+            ev.OTEL_PORTKEY_TRACE_URL_TEMPLATE,
         ):
             if name in os.environ:
                 env[name] = os.environ[name]
@@ -286,7 +287,7 @@ def _result(
         )
     roots = [s for s in spans if not s.parent_span_id]
     trace_id = roots[0].trace_id if roots else ""
-    jaeger = os.environ.get("OTEL_PORTKEY_JAEGER_UI_URL", "").rstrip("/")
+    jaeger = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
     link = f"{jaeger}/trace/{trace_id}" if jaeger and trace_id else None
     return DemoResult(answer, trace_id, gateway, calls, spans, time.monotonic() - started, link)
 

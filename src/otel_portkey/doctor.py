@@ -10,11 +10,24 @@ from importlib import metadata
 from typing import Final
 from urllib.parse import urlsplit
 
-from . import headers as h
-from .config import SDK_GATEWAY_ENVS, PortkeySettings
-from .context import context_metadata
-from .ids import new_span_id
-from .metadata import merge
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.propagators.textmap import default_setter
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_SERVICE_NAME,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
+
+from . import environment_variables as ev
+from .config import PortkeySettings
+from .hooks import PortkeyHooks
+from .metadata import parse_key_values
+from .processor import PortkeySpanProcessor
 
 PACKAGES: Final = (
     "otel-portkey",
@@ -107,11 +120,13 @@ def diagnose(env: dict[str, str] | None = None) -> Report:
 
     report.add("Settings")
     names = sorted(
-        k for k in env if k.startswith(("OTEL_PORTKEY_", "OTEL_EXPORTER_PORTKEY_")) or k in SDK_GATEWAY_ENVS
+        k
+        for k in env
+        if k.startswith(("OTEL_PORTKEY_", "OTEL_EXPORTER_PORTKEY_")) or k in ev.PORTKEY_SDK_GATEWAY_URLS
     )
     names += [
         k
-        for k in ("PORTKEY_API_KEY", "OTEL_TRACES_EXPORTER", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+        for k in (ev.PORTKEY_API_KEY, OTEL_TRACES_EXPORTER, ev.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)
         if k in env
     ]
     for name in names or []:
@@ -138,15 +153,35 @@ def diagnose(env: dict[str, str] | None = None) -> Report:
     _reachability(report, env, settings)
 
     report.add("")
-    report.add("A sample call to a gateway would carry (trace 4bf9…4736, HTTP span 00f0…02b7):")
-    ids = h.call_ids(SAMPLE_TRACE_ID, SAMPLE_SPAN_ID, new_span_id(), "chat gpt-4o")
-    sample = h.headers_to_set(lambda name: None, ids, settings.trace_id_policy)
-    merged = merge(None, {**dict(settings.static_metadata), **dict(context_metadata())})
-    if merged.header is not None:
-        sample[h.METADATA] = merged.header
-    for name, value in sample.items():
+    report.add("A sample call to a gateway, made by `chat gpt-4o` in trace 4bf9…4736, would carry:")
+    for name, value in sample_call_headers(settings, env).items():
         report.add(f"  {name}: {value}")
     return report
+
+
+def sample_call_headers(settings: PortkeySettings, env: dict[str, str]) -> dict[str, str]:
+    """The Portkey headers one call would carry, made by the bridge's own request code (the same
+    that runs on real calls) on sample spans with this environment's resource."""
+    attributes, _ = parse_key_values(env.get(OTEL_RESOURCE_ATTRIBUTES, ""))
+    if env.get(OTEL_SERVICE_NAME):
+        attributes["service.name"] = env[OTEL_SERVICE_NAME]
+    provider = TracerProvider(resource=Resource(attributes))
+    processor = PortkeySpanProcessor(baggage_trust=settings.baggage_trust)
+    provider.add_span_processor(processor)
+    hooks = PortkeyHooks(settings, processor.caller_name)
+    tracer = provider.get_tracer("opentelemetry.instrumentation.doctor")
+    upstream = SpanContext(SAMPLE_TRACE_ID, SAMPLE_SPAN_ID, is_remote=True, trace_flags=TraceFlags(1))
+    gateway = settings.gateway_prefixes[0] if settings.gateway_prefixes else "http://localhost:8787"
+    carrier: dict[str, str] = {}
+    with (
+        tracer.start_as_current_span("chat gpt-4o", context=set_span_in_context(NonRecordingSpan(upstream))),
+        tracer.start_as_current_span(
+            "POST", kind=SpanKind.CLIENT, attributes={"url.full": f"{gateway}/v1/chat/completions"}
+        ) as span,
+    ):
+        hooks.on_portkey_request(span, carrier, default_setter)
+    provider.shutdown()
+    return carrier
 
 
 def _installed(package: str) -> bool:
@@ -160,7 +195,7 @@ def _installed(package: str) -> bool:
 def _instrumentations(report: Report, env: dict[str, str]) -> None:
     disabled = {
         name.strip()
-        for name in env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+        for name in env.get(ev.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
         if name.strip()
     }
     names = sorted({ep.name for ep in metadata.entry_points(group="opentelemetry_instrumentor")})
@@ -188,8 +223,8 @@ def _state(reason: str | None) -> str:
 def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings) -> None:
     report.add("")
     report.add("Reachability")
-    configured = [env[name] for name in SDK_GATEWAY_ENVS if env.get(name)]
-    configured += [u.strip() for u in env.get("OTEL_PORTKEY_GATEWAY_URLS", "").split(",") if u.strip()]
+    configured = [env[name] for name in ev.PORTKEY_SDK_GATEWAY_URLS if env.get(name)]
+    configured += [u.strip() for u in env.get(ev.OTEL_PORTKEY_GATEWAY_URLS, "").split(",") if u.strip()]
     for url in configured:
         reason = reachable(url)
         report.add(f"  gateway {url}: {_state(reason)}")
@@ -203,12 +238,12 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
         report.add(
             f"  no gateway URL configured; local gateway http://localhost:8787: {reason or 'reachable'}"
         )
-    exporters = [e.strip() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    exporters = [e.strip() for e in env.get(OTEL_TRACES_EXPORTER, "otlp").split(",")]
     if "otlp" in exporters:
-        grpc = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
+        grpc = env.get(OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf") == "grpc"
         default = "http://localhost:4317" if grpc else "http://localhost:4318"
         endpoint = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or default
+            env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or default
         )
         reason = reachable(endpoint)
         report.add(f"  OTLP endpoint {endpoint}: {_state(reason)}")
@@ -218,10 +253,10 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
                 "start your Collector or Jaeger, or set OTEL_EXPORTER_OTLP_ENDPOINT",
             )
     if "portkey" in exporters:
-        endpoint = env.get("OTEL_EXPORTER_PORTKEY_ENDPOINT") or "https://api.portkey.ai/v1/otel"
+        endpoint = env.get(ev.OTEL_EXPORTER_PORTKEY_ENDPOINT) or "https://api.portkey.ai/v1/otel"
         reason = reachable(endpoint)
         report.add(f"  Portkey OTLP endpoint {endpoint}: {_state(reason)}")
-        if not env.get("PORTKEY_API_KEY"):
+        if not env.get(ev.PORTKEY_API_KEY):
             report.problem(
                 "OTEL_TRACES_EXPORTER has portkey but PORTKEY_API_KEY is not set",
                 "export PORTKEY_API_KEY=...",

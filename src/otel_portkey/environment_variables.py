@@ -40,3 +40,6 @@ PORTKEY_SDK_GATEWAY_URLS: Final = ("PORTKEY_GATEWAY_URL", "PORTKEY_BASE_URL", "P
 
 OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: Final = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 """opentelemetry-instrument's list of entry points not to load (the bridge respects it)."""
+
+OTEL_PORTKEY_CACHE: Final = "OTEL_PORTKEY_CACHE"
+"""Where the test components live (default ``~/.cache/otel-portkey``): OSS gateway, Jaeger, Collector."""

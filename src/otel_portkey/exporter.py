@@ -45,9 +45,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.util.re import parse_env_headers
 
-from .config import API_KEY_ENV, usable_api_key
+from .config import usable_api_key
+from .environment_variables import OTEL_EXPORTER_PORTKEY_ENDPOINT, PORTKEY_API_KEY
 
-ENDPOINT_ENV: Final = "OTEL_EXPORTER_PORTKEY_ENDPOINT"
 DEFAULT_ENDPOINT: Final = "https://api.portkey.ai/v1/otel"
 API_KEY_HEADER: Final = "x-portkey-api-key"
 TRACES_PATH: Final = "/v1/traces"
@@ -108,16 +108,16 @@ class PortkeySpanExporter(OTLPSpanExporter):
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._api_key = usable_api_key(api_key or os.environ.get(API_KEY_ENV))
+        self._api_key = usable_api_key(api_key or os.environ.get(PORTKEY_API_KEY))
         self.dropped_spans = 0  # spans Portkey did not accept: no key, endpoint down or refusing
-        base = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+        base = endpoint or os.environ.get(OTEL_EXPORTER_PORTKEY_ENDPOINT) or DEFAULT_ENDPOINT
         sent_headers = dict(headers or {})
         if self._api_key is not None:
             sent_headers[API_KEY_HEADER] = self._api_key
         else:
             _log.warning(
                 "otel-portkey: PortkeySpanExporter has no API key: set %s; spans for Portkey are dropped",
-                API_KEY_ENV,
+                PORTKEY_API_KEY,
             )
         strip = collector_header_names(sent_headers)
         if kwargs.get("session") is None:

@@ -9,12 +9,12 @@ from typing import Any, Final
 
 from opentelemetry import trace
 
-from .config import API_KEY_ENV, usable_api_key
+from .config import usable_api_key
+from .environment_variables import OTEL_PORTKEY_FEEDBACK_BASE_URL, PORTKEY_API_KEY
 from .ids import format_trace_id
 from .metadata import sanitise
 from .trace_ids import portkey_trace_ids
 
-FEEDBACK_BASE_URL_ENV: Final = "OTEL_PORTKEY_FEEDBACK_BASE_URL"
 DEFAULT_FEEDBACK_BASE_URL: Final = "https://api.portkey.ai/v1"
 
 
@@ -33,9 +33,9 @@ def _request(
         raise ValueError(f"feedback weight must be a number from 0 to 1, not {weight!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValueError("feedback metadata must be a mapping of keys to values")
-    key = usable_api_key(api_key or os.environ.get(API_KEY_ENV))
+    key = usable_api_key(api_key or os.environ.get(PORTKEY_API_KEY))
     if not key:
-        raise ValueError(f"record_feedback needs a Portkey API key: set {API_KEY_ENV} or pass api_key=")
+        raise ValueError(f"record_feedback needs a Portkey API key: set {PORTKEY_API_KEY} or pass api_key=")
     arguments: dict[str, Any] = {
         "trace_id": trace_id or current_portkey_trace_id(),
         "value": value,
@@ -45,7 +45,7 @@ def _request(
         arguments["metadata"] = sanitise(metadata)
     client = {
         "api_key": key,
-        "base_url": base_url or os.environ.get(FEEDBACK_BASE_URL_ENV) or DEFAULT_FEEDBACK_BASE_URL,
+        "base_url": base_url or os.environ.get(OTEL_PORTKEY_FEEDBACK_BASE_URL) or DEFAULT_FEEDBACK_BASE_URL,
     }
     return client, arguments
 

@@ -34,7 +34,7 @@ from .trace_ids import portkey_trace_ids
 _log = logging.getLogger(__name__)
 _reported: set[str] = set()
 
-SpanNameLookup = Callable[[int], "str | None"]
+CallerName = Callable[[Span], "str | None"]  # the name of the span that made a CLIENT span
 _CONTENT_TYPE: Final = b"content-type"
 _MAX_CACHED_MERGES: Final = 256
 # The OSS gateway's Node server refuses (431) a request whose header section passes 16 KB. The
@@ -89,11 +89,11 @@ class PortkeyHooks:
     def __init__(
         self,
         settings: PortkeySettings,
-        span_name_of: SpanNameLookup | None = None,
+        caller_name: CallerName | None = None,
         after_request: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._span_name_of = span_name_of
+        self._caller_name = caller_name
         self._after_request = after_request  # run after each bridged request's headers are set
         self._static_metadata = dict(settings.static_metadata)
         # Per tracer provider resource (held, so its id stays unique): the metadata derived from it
@@ -202,9 +202,8 @@ class PortkeyHooks:
             self._after_request()
 
     def _span_name(self, span: Span, method: str, path: str) -> str:
-        parent = getattr(span, "parent", None)
-        if parent is not None and self._span_name_of is not None:
-            name = self._span_name_of(parent.span_id)
+        if self._caller_name is not None:
+            name = self._caller_name(span)
             if name:
                 return name
         return h.fallback_span_name(method, path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 
-_TRACE_ID_BITS = 128
 _SPAN_ID_BITS = 64
 
 

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from . import client_hooks
 from . import headers as h
 from .config import PortkeySettings
+from .environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 from .hooks import PortkeyHooks, warn_once
 from .processor import PortkeySpanProcessor
 from .propagation import PortkeyPropagator
@@ -24,7 +25,6 @@ _log = logging.getLogger(__name__)
 # Set while ``opentelemetry-instrument`` loads instrumentors (pre/post-instrument entry points):
 # the httpx instrumentors may still be loaded after the bridge, so it waits before doing it itself.
 _auto_instrumenting = False
-DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
 class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -86,7 +86,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._added_processor = (provider, processor) if added and processor is not None else None
         hooks = PortkeyHooks(
             settings,
-            processor.span_name_of if processor is not None else None,
+            processor.caller_name if processor is not None else None,
             after_request=self._keep_propagator,
         )
         self._propagator = PortkeyPropagator(
@@ -114,7 +114,9 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         stays off."""
         if not self._installed:
             return
-        disabled = {name.strip() for name in os.environ.get(DISABLED_ENV, "").split(",")}
+        disabled = {
+            name.strip() for name in os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
+        }
         for client in client_hooks.HTTPX_CLIENTS:
             cls = client.instrumentor_class()
             if cls is None or cls().is_instrumented_by_opentelemetry:
@@ -124,7 +126,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     "otel-portkey: %s is in %s, so the bridge does not instrument it: only %s "
                     "clients you instrument yourself are bridged",
                     client.name,
-                    DISABLED_ENV,
+                    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS,
                     client.name,
                 )
                 continue

@@ -1,35 +1,35 @@
-"""``PortkeySpanProcessor``: Portkey metadata on every span, and the live spans by id."""
+"""``PortkeySpanProcessor``: Portkey metadata on every span, and the caller of each HTTP call."""
 
 from __future__ import annotations
 
+import weakref
+
+from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
+from opentelemetry.trace import SpanKind
 
 from .baggage_trust import BaggageTrust
 from .context import NO_TRUST, MetadataItems, context_metadata
 from .headers import ATTR_METADATA_PREFIX
 from .hooks import report_once
 
-DEFAULT_MAX_LIVE_SPANS = 10_000
-
 
 class PortkeySpanProcessor(SpanProcessor):
-    """Copies the context's Portkey metadata onto every span, and knows the live spans.
+    """Copies the context's Portkey metadata onto every span, and remembers who made each HTTP call.
 
     Consequences: every span started inside ``portkey_metadata(...)`` gets ``portkey.metadata.<key>``
     attributes, so Jaeger can find a trace by user or session; spans without such context get
     nothing. Baggage, which any caller of a service can send, tags spans only for the keys named in
-    ``baggage_trust`` (none by default). Each live span is referenced until it ends,
-    at most ``max_live_spans`` of them: past that, new spans are not registered and gateway calls
-    under them are named ``METHOD /path``. The processor exports nothing.
+    ``baggage_trust`` (none by default). For each CLIENT span it keeps, weakly, the name its parent
+    had at the start (the operation that made the call, e.g. ``chat gpt-4o``), which names the
+    gateway's node; nothing else is kept, and an entry goes with its span. The processor exports
+    nothing.
     """
 
-    def __init__(
-        self, max_live_spans: int = DEFAULT_MAX_LIVE_SPANS, baggage_trust: BaggageTrust = NO_TRUST
-    ) -> None:
-        self._max_live_spans = max_live_spans
+    def __init__(self, baggage_trust: BaggageTrust = NO_TRUST) -> None:
         self._trust = baggage_trust
-        self._live: dict[int, Span] = {}
+        self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
         self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -42,32 +42,27 @@ class PortkeySpanProcessor(SpanProcessor):
                         self._attributes.clear()
                     attributes = self._attributes[items] = {ATTR_METADATA_PREFIX + k: v for k, v in items}
                 span.set_attributes(attributes)
-            live = self._live
-            if len(live) < self._max_live_spans:
-                live[span.context.span_id] = span
+            if span.kind is SpanKind.CLIENT:
+                caller = getattr(trace.get_current_span(parent_context), "name", None)
+                if caller and type(span).__weakrefoffset__:
+                    self._callers[span] = caller
         except Exception as error:  # the SDK does not guard processors: never raise into the app
             report_once("tagging a span with Portkey metadata", error)
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def caller_name(self, span: object) -> str | None:
+        """The name of the span that made the CLIENT span ``span``, if this processor saw it start."""
         try:
-            context = span.context
-            if context is not None:
-                self._live.pop(context.span_id, None)
-        except Exception as error:
-            report_once("forgetting an ended span", error)
-
-    def span_name_of(self, span_id: int) -> str | None:
-        """The current name of the live span ``span_id``, if this processor saw it start."""
-        span = self._live.get(span_id)
-        return span.name if span is not None else None
+            return self._callers.get(span)  # type: ignore[call-overload,no-any-return]
+        except TypeError:  # not weakly referenceable: never registered
+            return None
 
     @property
-    def live_span_count(self) -> int:
-        """How many started spans have not ended yet (bounded by ``max_live_spans``)."""
-        return len(self._live)
+    def tracked_calls(self) -> int:
+        """How many CLIENT spans' callers are still remembered (their spans are still alive)."""
+        return len(self._callers)
 
     def shutdown(self) -> None:
-        self._live.clear()
+        self._callers.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -12,7 +12,6 @@ from typing import Any, Final
 
 QUESTION: Final = "Take 3 to the fifth power and multiply that by thirty six, then square the result"
 ANSWER: Final = 76_527_504
-TOOL_NAMES: Final = ("multiply", "exponentiate")
 
 
 def _tool_results(messages: list[dict[str, Any]]) -> list[str]:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+from ..environment_variables import OTEL_PORTKEY_CACHE
+
 GATEWAY_VERSION: Final = "1.15.2"
 NODE_SERVER_PIN: Final = "1.14.1"
 _PACKAGE: Final = "@portkey-ai/gateway"
@@ -33,7 +35,7 @@ class GatewayUnavailable(RuntimeError):
 
 def cache_root() -> Path:
     """``$OTEL_PORTKEY_CACHE`` or ``~/.cache/otel-portkey``: where pinned components are kept."""
-    return Path(os.environ.get("OTEL_PORTKEY_CACHE") or Path.home() / ".cache" / "otel-portkey")
+    return Path(os.environ.get(OTEL_PORTKEY_CACHE) or Path.home() / ".cache" / "otel-portkey")
 
 
 def node_binary() -> str | None:
