@@ -22,6 +22,7 @@ import bench_memory
 import bench_offline
 import bench_peers
 import bench_processor
+import bench_seam
 import bench_startup
 from harness import model_server
 
@@ -62,6 +63,16 @@ def main() -> int:
             "(context) bridge beyond hand-written contract hooks, share of the instrumentation's CPU",
             f"worst {max(beyond):.0%}",
             None,
+        )
+    )
+    report, not_bound = bench_seam.bench(count=100 if smoke else 2000, rounds=2 if smoke else 31)
+    print(report)
+    worst_not_bound = max(not_bound.values())
+    verdicts.append(
+        (
+            "a request that is not Portkey-bound pays < 1 µs (every client's headers)",
+            f"worst {worst_not_bound * 1e6:.2f} µs",
+            worst_not_bound < 1e-6,
         )
     )
     with model_server() as gateway:

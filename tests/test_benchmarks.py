@@ -19,11 +19,16 @@ def test_benchmarks_run_in_smoke_mode():
     assert result.returncode == 0, result.stderr[-3000:]
     for section in (
         "### Per call",
+        "### The seam per client",
         "### Span processor",
         "### Memory over many calls",
         "### Start-up",
         "### Targets",
     ):
         assert section in result.stdout
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| httpx")]
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(("| httpx sync", "| httpx async", "| httpx2 "))
+    ]
     assert len(rows) == 8, "httpx and httpx2, sync and async, offline and on loopback"

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry import trace
 
 from otel_portkey import PortkeyInstrumentor
+from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
 from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from clients_all import CLIENTS
@@ -44,6 +45,13 @@ def assert_bridged(hop, spans):
     assert received.headers["x-portkey-parent-span-id"] == format(span.context.span_id, "016x")
     assert received.headers["x-portkey-span-id"] == span.attributes["portkey.span_id"]
     assert "baggage" not in received.headers
+    # Hosted Portkey (which also reads traceparent and baggage) and the OSS gateway read it alike.
+    oss = read_as_oss(received.headers)
+    assert read_as_hosted(received.headers, received.method, received.path) == oss
+    assert oss.rule_breaks() == []
+    assert (
+        parse_traceparent(received.headers["traceparent"])[1] == received.headers["x-portkey-parent-span-id"]
+    )
     assert received.response_headers["x-portkey-trace-id"] == trace_id, "the gateway's own echo"
     assert span.attributes["portkey.trace_id"] == trace_id
     assert span.attributes["portkey.provider"] == received.response_headers["x-portkey-provider"]

@@ -66,7 +66,10 @@ def url_matches_gateway(url: str, prefixes: Iterable[str]) -> bool:
     ``http://localhost:87870/``.
     """
     lowered = url.lower()
-    for prefix in prefixes:
+    candidates = tuple(prefixes)
+    if not lowered.startswith(candidates):  # one C call rules out almost every request
+        return False
+    for prefix in candidates:
         if lowered.startswith(prefix) and (len(lowered) == len(prefix) or lowered[len(prefix)] in "/?#"):
             return True
     return False

@@ -36,7 +36,6 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
-URL_ATTRIBUTES = ("url.full", "http.url")
 INSTRUMENTATION_SCOPES = (
     "opentelemetry.instrumentation.",
 )  # requests, urllib, urllib3, aiohttp_client, httpx
@@ -48,14 +47,24 @@ request_decision: ContextVar[tuple[int, bool] | None] = ContextVar("otel_portkey
 
 
 def has_portkey_header(carrier: Any) -> bool:
-    """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name."""
+    """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name.
+
+    Runs on every instrumented request that is not for a gateway's URL, so it is one string search.
+    """
     raw: Iterable[tuple[bytes, bytes]] | None = getattr(carrier, "raw", None)
     if isinstance(raw, list):  # httpx / httpx2 Headers: raw byte pairs, no decoding
         return any(name[:10].lower() == b"x-portkey-" for name, _ in raw)
     keys = getattr(carrier, "keys", None)
     if keys is None:
         return False
-    return any(str(name)[:10].lower() == "x-portkey-" for name in keys())
+    names = list(keys())
+    try:  # one search over all the names, instead of a Python loop over them
+        return "\nx-portkey-" in ("\n" + "\n".join(names)).lower()
+    except TypeError:  # some names are bytes
+        return any(
+            isinstance(name, bytes | str) and name[:10].lower() in ("x-portkey-", b"x-portkey-")
+            for name in names
+        )
 
 
 PortkeyRequest = Callable[[Any, Any, Setter[Any]], None]
@@ -91,7 +100,7 @@ class PortkeyPropagator(TextMapPropagator):
             if decided is not None and decided[0] == span.get_span_context().span_id:
                 bound, handled = decided[1], True
             else:
-                bound = self.portkey_bound(carrier, context)
+                bound = self._bound(span, carrier)
         except Exception:  # never raise into the request: inject as if the bridge were not here
             bound = False
         self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
@@ -106,19 +115,18 @@ class PortkeyPropagator(TextMapPropagator):
         does) and injects inside its own span would otherwise get the ids of that span, and the
         HTTP span inside it would find them already set.
         """
-        span = trace.get_current_span(context)
-        scope = getattr(span, "instrumentation_scope", None)
-        if scope is not None and not str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES):
-            return False
+        return self._bound(trace.get_current_span(context), carrier)
+
+    def _bound(self, span: Any, carrier: Any) -> bool:
+        # The cheap negative checks first: most requests are not for a gateway.
         attributes = getattr(span, "attributes", None)
+        url = None
         if attributes:
-            for name in URL_ATTRIBUTES:
-                url = attributes.get(name)
-                if isinstance(url, str):
-                    if self._url_is_gateway(url):
-                        return True
-                    break
-        return has_portkey_header(carrier)
+            url = attributes.get("url.full") or attributes.get("http.url")
+        if not (isinstance(url, str) and self._url_is_gateway(url)) and not has_portkey_header(carrier):
+            return False
+        scope = getattr(span, "instrumentation_scope", None)
+        return scope is None or str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES)
 
     @property
     def fields(self) -> set[str]:
