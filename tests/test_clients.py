@@ -185,3 +185,38 @@ def test_a_streamed_answer_keeps_the_span_open_until_the_body_is_done(model, spa
     assert open_while_streaming == [], "the HTTP span is still open while the body streams"
     (span,) = spans.http()
     assert (span.end_time - span.start_time) / 1e9 >= 0.02 * 3, "the span covers the streamed body"
+
+
+def test_an_unsampled_call_of_every_client_still_carries_the_ids_and_no_baggage(model, spans, client):
+    """A non-recording span has no attributes: the client's request hook tells the propagator the
+    URL. (An outside caller can make a trace unsampled with ``traceparent: ...-00``.)"""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    name, instrumentor_class, call = client
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    PortkeyInstrumentor().instrument(
+        tracer_provider=provider, gateway_urls=[f"http://127.0.0.1:{model.port}"]
+    )
+    if not instrumentor_class().is_instrumented_by_opentelemetry:
+        instrumentor_class().instrument(tracer_provider=provider)
+    with provider.get_tracer("t").start_as_current_span("dropped") as root, portkey_metadata(_user="u1"):
+        assert call(chat_url(model), {}, CHAT) == 200
+    sent = model.received[-1].headers
+    assert sent["x-portkey-trace-id"] == format(root.get_span_context().trace_id, "032x"), name
+    assert sent["traceparent"].split("-")[2] == sent["x-portkey-parent-span-id"]
+    assert sent["x-portkey-span-name"] == "POST /v1/chat/completions"
+    assert "baggage" not in sent
+    assert spans.all() == []
+
+
+@pytest.mark.parametrize("name", ["requests", "urllib3"])
+def test_a_streamed_answer_read_whole_ends_its_span_at_once(model, spans, name):
+    """requests without ``stream=True`` (urllib3 with its default preload) has read the body by the
+    time the response hook runs: the span ends with the call, not whenever the GC gets to it."""
+    instrumentor_class, call = CLIENTS[name]
+    PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
+    instrumentor_class().instrument()
+    with tracer.start_as_current_span("app"):
+        assert call(chat_url(model), {"x-portkey-provider": "openai"}, {**CHAT, "stream": True}) == 200
+        assert len(spans.http()) == 1, "ended before the caller's span did"

@@ -6,7 +6,7 @@ instrumentation installed. A recording hop shows what the gateway received and w
 """
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
 
 from otel_portkey import PortkeyInstrumentor
 from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
@@ -63,9 +63,14 @@ def assert_bridged(hop, spans):
 
 @pytest.mark.parametrize("name", list(LLM_CLIENTS))
 def test_a_call(hop, model, spans, name):
+    """Inside a request that brought forged baggage: some SDKs (anthropic) inject it themselves."""
     runner, _, _ = LLM_CLIENTS[name]
-    with tracer.start_as_current_span("app"):
-        text, _ = runner(f"{hop.url}/v1", routing(name, model), spans.http)
+    token = context.attach(baggage.set_baggage("_user", "mallory"))
+    try:
+        with tracer.start_as_current_span("app"):
+            text, _ = runner(f"{hop.url}/v1", routing(name, model), spans.http)
+    finally:
+        context.detach(token)
     assert text == "echo: hi"
     assert_bridged(hop, spans)
 

@@ -55,9 +55,47 @@ def test_a_span_an_sdk_made_for_itself_is_not_taken_for_the_http_call():
         assert not propagator().portkey_bound({}, None)
 
 
-def test_a_callers_own_baggage_header_is_left_alone():
-    sent = injected({"x-portkey-provider": "openai", "baggage": "mine=1"})
-    assert sent["baggage"] == "mine=1"
+def test_a_baggage_header_already_on_a_gateway_request_is_removed():
+    """An SDK that injects the context itself (anthropic does) puts inbound baggage on the request
+    before the HTTP instrumentation does: a gateway request loses every copy of it."""
+    for carrier in (
+        {"x-portkey-provider": "openai", "baggage": "_user=mallory", "Baggage": "x=1"},
+        httpx.Headers([("x-portkey-provider", "openai"), ("baggage", "_user=mallory"), ("BAGGAGE", "y=2")]),
+    ):
+        sent = injected(carrier)
+        assert not [name for name in sent if name.lower() == "baggage"]
+        assert "traceparent" in sent
+    assert injected({"baggage": "mine=1"})["baggage"] == "portkey.metadata._user=u1", "others: as usual"
+
+
+def test_a_composite_holding_the_wrapper_does_not_loop(model, spans):
+    """An app that wraps the current global propagator into its own composite after the bridge."""
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    before = get_global_textmap()
+    PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
+    propagate.set_global_textmap(CompositePropagator([get_global_textmap()]))
+    try:
+        token = context.attach(baggage.set_baggage("portkey.metadata._user", "u1"))
+        try:
+            for _ in range(3):
+                httpx.post(
+                    f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []}
+                )
+            httpx.post(f"http://127.0.0.1:{model.port}/other", json={})
+        finally:
+            context.detach(token)
+        gateway_calls, other = model.received[:3], model.received[3]
+        for received in gateway_calls:
+            assert "x-portkey-trace-id" in received.headers
+            assert "traceparent" in received.headers
+            assert "baggage" not in received.headers
+        PortkeyInstrumentor().uninstrument()
+        httpx.post(f"http://127.0.0.1:{model.port}/v1/chat/completions", json={"model": "m", "messages": []})
+        assert "x-portkey-trace-id" not in model.received[-1].headers, "a wrapper left inside is inert"
+    finally:
+        propagate.set_global_textmap(before)
+    assert other.path == "/other"
 
 
 def test_a_failing_check_never_breaks_the_request():

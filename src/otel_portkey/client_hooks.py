@@ -29,7 +29,14 @@ import wrapt
 if TYPE_CHECKING:
     from .hooks import PortkeyHooks
 
-_active: list[PortkeyHooks] = []  # the installed bridge's hooks, if any
+_active: list[PortkeyHooks] = []  # the installed bridge's hooks, if any (read with ``_bridge()``)
+
+
+def _bridge() -> PortkeyHooks | None:
+    active = _active[:]  # one atomic copy: another thread may deactivate meanwhile
+    return active[0] if active else None
+
+
 _MARK = "_otel_portkey_hook"
 
 
@@ -52,12 +59,14 @@ class Client:
 
 def _httpx_hooks() -> dict[str, Callable[..., Any]]:
     def request_hook(span: Any, request: Any) -> None:
-        if _active:
-            _active[0].on_request(span, request)
+        bridge = _bridge()
+        if bridge is not None:
+            bridge.on_request(span, request)
 
     def response_hook(span: Any, request: Any, response: Any) -> None:
-        if _active:
-            _active[0].on_response(span, request, response)
+        bridge = _bridge()
+        if bridge is not None:
+            bridge.on_response(span, request, response)
 
     async def async_request_hook(span: Any, request: Any) -> None:
         request_hook(span, request)
@@ -73,23 +82,38 @@ def _httpx_hooks() -> dict[str, Callable[..., Any]]:
     }
 
 
-def _response_hook(
-    response_of: Callable[..., Any], close_methods: tuple[str, ...]
-) -> Callable[[], dict[str, Any]]:
-    """A ``response_hook`` that finds the response among the hook's arguments after the span."""
+def _client_hooks(
+    request_of: Callable[..., tuple[str, str]],
+    response_of: Callable[..., Any],
+    close_methods: tuple[str, ...],
+) -> Callable[[], dict[str, Callable[..., Any]]]:
+    """A ``request_hook`` that tells the propagator the request's URL and method (``request_of``
+    finds them among the hook's arguments after the span), and a ``response_hook`` that reads the
+    gateway's answer from the response (``response_of``)."""
 
     def hooks() -> dict[str, Callable[..., Any]]:
+        def request_hook(span: Any, *args: Any) -> None:
+            bridge = _bridge()
+            if bridge is None:
+                return
+            try:
+                url, method = request_of(*args)
+            except Exception:
+                return
+            bridge.decide(span, url, method)  # guarded inside
+
         def response_hook(span: Any, *args: Any) -> None:
-            if not _active:
+            bridge = _bridge()
+            if bridge is None:
                 return
             try:
                 response = response_of(*args)
             except Exception:
                 return
             if response is not None:
-                _active[0].on_client_response(span, response, close_methods)  # guarded inside
+                bridge.on_client_response(span, response, close_methods)  # guarded inside
 
-        return {"response_hook": response_hook}
+        return {"request_hook": request_hook, "response_hook": response_hook}
 
     return hooks
 
@@ -102,6 +126,25 @@ def _aiohttp_response(params: Any) -> Any:
     return getattr(params, "response", None)  # TraceRequestEndParams; a failed request has none
 
 
+def _requests_request(request: Any) -> tuple[str, str]:
+    return str(request.url), str(request.method)
+
+
+def _urllib_request(request: Any) -> tuple[str, str]:
+    return str(request.full_url), str(request.get_method())
+
+
+def _urllib3_request(pool: Any, info: Any) -> tuple[str, str]:
+    url = str(info.url)
+    if url.startswith("/"):  # a pool's requests name only the path
+        url = f"{pool.scheme}://{pool.host}:{pool.port}{url}"
+    return url, str(info.method)
+
+
+def _aiohttp_request(params: Any) -> tuple[str, str]:
+    return str(params.url), str(params.method)
+
+
 _HTTPX = "opentelemetry.instrumentation.httpx"
 CLIENTS = (
     Client("httpx", _HTTPX, "HTTPXClientInstrumentor", _httpx_hooks),
@@ -110,25 +153,25 @@ CLIENTS = (
         "requests",
         "opentelemetry.instrumentation.requests",
         "RequestsInstrumentor",
-        _response_hook(_second, ("close",)),
+        _client_hooks(_requests_request, _second, ("close",)),
     ),
     Client(
         "urllib",
         "opentelemetry.instrumentation.urllib",
         "URLLibInstrumentor",
-        _response_hook(_second, ("close",)),
+        _client_hooks(_urllib_request, _second, ("close",)),
     ),
     Client(
         "urllib3",
         "opentelemetry.instrumentation.urllib3",
         "URLLib3Instrumentor",
-        _response_hook(_second, ("close", "release_conn")),
+        _client_hooks(_urllib3_request, _second, ("close", "release_conn")),
     ),
     Client(
         "aiohttp-client",
         "opentelemetry.instrumentation.aiohttp_client",
         "AioHttpClientInstrumentor",
-        _response_hook(_aiohttp_response, ("close", "release")),
+        _client_hooks(_aiohttp_request, _aiohttp_response, ("close", "release")),
     ),
 )
 HTTPX_CLIENTS = CLIENTS[:2]  # the bridge instruments these itself when nobody else does
@@ -199,11 +242,14 @@ def attach() -> list[str]:
 def detach() -> None:
     """Put every wrapped method back."""
     for (cls, method), own in list(_wrapped.items()):
+        del _wrapped[(cls, method)]
+        current = cls.__dict__.get(method)
+        if current is None or getattr(current, "_self_wrapper", None) is None:  # not a wrapper: leave it
+            continue
         if own:
-            setattr(cls, method, cls.__dict__[method].__wrapped__)
+            setattr(cls, method, current.__wrapped__)
         else:
             delattr(cls, method)
-        del _wrapped[(cls, method)]
     _with_our_hooks.difference_update(
         {c for c in _with_our_hooks if not c().is_instrumented_by_opentelemetry}
     )

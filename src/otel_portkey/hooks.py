@@ -27,7 +27,7 @@ from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
 from .header_writer import add_absent
 from .ids import new_span_id
-from .propagation import request_decision
+from .propagation import Decision, request_decision
 from .streaming import end_span_when_stream_closes, is_event_stream
 from .trace_ids import portkey_trace_ids
 
@@ -131,27 +131,45 @@ class PortkeyHooks:
         raw = headers.raw
         present = h.portkey_headers(raw)
         context = span.get_span_context()
-        bound = bool(present) or h.url_matches_gateway(str(request.url), self._settings.gateway_prefixes)
-        request_decision.set((context.span_id, bound))  # read by the propagator, which injects next
-        if not bound or not context.is_valid:
-            return
+        url = str(request.url)
+        bound = bool(present) or h.url_matches_gateway(url, self._settings.gateway_prefixes)
         method = request.method
         method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
+        request_decision.set(Decision(context.span_id, bound, True, url, method))  # read by the propagator
+        if not bound or not context.is_valid:
+            return
         used = sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
         self._bridge(span, present, used, method, request.url.path, _HttpxHeaders(headers))
 
-    def on_portkey_request(self, span: Span, carrier: Any, setter: Setter[Any]) -> None:
+    def decide(self, span: Span, url: str, method: str) -> None:
+        """From a client's request hook (it runs just before its instrumentation injects): tell the
+        propagator whether the request's URL is a gateway's, and its URL and method, which an
+        unsampled span does not carry; never raises."""
+        try:
+            bound = h.url_matches_gateway(url, self._settings.gateway_prefixes)
+            request_decision.set(Decision(span.get_span_context().span_id, bound, False, url, method))
+            if bound and self._after_request is not None:
+                self._after_request()
+        except Exception as error:
+            report_once("adding Portkey headers", error)
+
+    def on_portkey_request(
+        self, span: Span, carrier: Any, setter: Setter[Any], url: str = "", method: str = ""
+    ) -> None:
         """Set ``x-portkey-*`` headers on a Portkey-bound request of any HTTP client, from the
         propagator as the client's instrumentation injects (the carrier is its live header mapping);
-        never raises. The URL and method come from the CLIENT span's attributes."""
+        never raises. The URL and method come from the client's request hook, else from the CLIENT
+        span's attributes."""
         try:
             context = span.get_span_context()
             if not context.is_valid:
                 return
             present, names, used = _carrier_headers(carrier)
             attributes = getattr(span, "attributes", None) or {}
-            url = next((attributes[key] for key in _URL_ATTRIBUTES if key in attributes), "")
-            method = next((attributes[key] for key in _METHOD_ATTRIBUTES if key in attributes), "POST")
+            url = url or next((attributes[key] for key in _URL_ATTRIBUTES if key in attributes), "")
+            method = method or next(
+                (attributes[key] for key in _METHOD_ATTRIBUTES if key in attributes), "POST"
+            )
             path = urlsplit(str(url)).path
             self._bridge(span, present, used, str(method), path, _CarrierHeaders(carrier, setter, names))
         except Exception as error:
@@ -172,6 +190,9 @@ class PortkeyHooks:
         if h.TRACE_ID in new and h.TRACE_ID in present:  # the override policy replaces the caller's
             headers.replace(h.TRACE_ID, new.pop(h.TRACE_ID))
             present[h.TRACE_ID] = ids.trace_id
+        caller_metadata = present.get(h.METADATA)
+        if caller_metadata is not None:  # it is replaced by the merged header, counted in the budget
+            used -= len(h.METADATA) + len(caller_metadata) + 4
         budget = _metadata_budget(used, ids)
         merged = self._merged_metadata(span, present.get(h.METADATA), ids.trace_id, budget)
         if merged.header is not None:
@@ -277,7 +298,9 @@ class PortkeyHooks:
         keep the span of a streamed answer open until one of ``close_methods`` runs; never raises."""
         try:
             answer = self._answer_of(span, dict(x_portkey_items(response.headers)))
-            if answer is not None and is_event_stream(answer.get("content-type")):
+            body = getattr(response, "raw", None) or response  # requests keeps the stream in ``raw``
+            already_read = getattr(body, "closed", False) is True  # e.g. requests without stream=True
+            if answer is not None and is_event_stream(answer.get("content-type")) and not already_read:
                 end_span_when_stream_closes(span, response, close_methods, ())
         except Exception as error:
             report_once("recording the Portkey response", error)

@@ -48,6 +48,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
     _propagator: PortkeyPropagator | None = None
+    _replaced: tuple[PortkeyPropagator, ...] = ()  # earlier wrappers, perhaps still inside a composite
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -69,6 +70,14 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             )
             with contextlib.suppress(Exception):
                 self._uninstrument()
+            return None
+
+    def uninstrument(self, **kwargs: Any) -> Any:
+        """Take the bridge out again (see the class docstring); never raises."""
+        try:
+            return super().uninstrument(**kwargs)
+        except Exception as error:
+            _log.warning("otel-portkey: the bridge could not be fully removed (%s)", type(error).__name__)
             return None
 
     def _instrument(self, **kwargs: Any) -> None:
@@ -144,8 +153,11 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             "otel-portkey: the global propagator was replaced after the bridge was installed; "
             "wrapping the new one so that gateway requests still carry no baggage",
         )
-        ours.inner = current
-        propagate.set_global_textmap(ours)
+        # A new wrapper around whatever is there now (a composite holding the old wrapper too: a
+        # wrapper nested in another one only passes through), never a mutation of the old one.
+        self._propagator = PortkeyPropagator(current, ours.url_is_gateway, ours.on_portkey_request)
+        self._replaced += (ours,)
+        propagate.set_global_textmap(self._propagator)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for cls in self._owned:
@@ -158,9 +170,12 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         client_hooks.activate(None)
         client_hooks.detach()
         if self._propagator is not None:
+            for wrapper in (*self._replaced, self._propagator):
+                wrapper.enabled = False
             if propagate.get_global_textmap() is self._propagator:  # else someone replaced it: keep theirs
                 propagate.set_global_textmap(self._propagator.inner)
             self._propagator = None
+            self._replaced = ()
 
 
 def _processor_for(provider: Any, settings: PortkeySettings) -> tuple[PortkeySpanProcessor | None, bool]:

@@ -16,14 +16,16 @@ gateway should see is already in ``x-portkey-metadata``, sanitised, budgeted and
 Requests to any other service keep their baggage: ``portkey_metadata`` still reaches them.
 
 Consequence: code that calls ``set_global_textmap`` after the bridge is installed replaces the
-wrapper; the request hook notices on the next gateway call and wraps the new propagator.
+wrapper; the next gateway call's request hook notices and wraps the new propagator (a composite
+that holds the old wrapper works too: a wrapper nested in another one only passes through).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
@@ -40,10 +42,21 @@ INSTRUMENTATION_SCOPES = (
     "opentelemetry.instrumentation.",
 )  # requests, urllib, urllib3, aiohttp_client, httpx
 
-# Set by the httpx request hook, which runs in the CLIENT span just before the instrumentation
-# injects: (that span's id, whether the request is Portkey-bound). The propagator then need not
-# look at the headers again.
-request_decision: ContextVar[tuple[int, bool] | None] = ContextVar("otel_portkey_request", default=None)
+
+class Decision(NamedTuple):
+    """What a client's request hook, run in the CLIENT span just before its instrumentation
+    injects, found out: the propagator then need not look again, and knows the URL even for an
+    unsampled span (which has no attributes)."""
+
+    span_id: int
+    bound: bool  # the request is for a Portkey gateway (by its URL, or by its headers when final)
+    final: bool  # the hook saw the headers too and set the Portkey ones itself (httpx)
+    url: str = ""
+    method: str = "POST"
+
+
+request_decision: ContextVar[Decision | None] = ContextVar("otel_portkey_request", default=None)
+_injecting: ContextVar[bool] = ContextVar("otel_portkey_injecting", default=False)
 
 
 def has_portkey_header(carrier: Any) -> bool:
@@ -67,7 +80,17 @@ def has_portkey_header(carrier: Any) -> bool:
         )
 
 
-PortkeyRequest = Callable[[Any, Any, Setter[Any]], None]
+PortkeyRequest = Callable[[Any, Any, Setter[Any], str, str], None]  # span, carrier, setter, url, method
+
+
+def remove_baggage(carrier: Any) -> None:
+    """Delete every ``baggage`` header (any spelling, every copy) from a header mapping."""
+    keys = getattr(carrier, "keys", None)
+    if keys is None:
+        return
+    for name in [k for k in keys() if str(k).lower() == "baggage" or k == b"baggage"]:
+        with contextlib.suppress(KeyError, TypeError):
+            del carrier[name]
 
 
 class PortkeyPropagator(TextMapPropagator):
@@ -82,8 +105,9 @@ class PortkeyPropagator(TextMapPropagator):
         on_portkey_request: PortkeyRequest | None = None,
     ) -> None:
         self.inner = inner
-        self._url_is_gateway = url_is_gateway
-        self._on_portkey_request = on_portkey_request
+        self.url_is_gateway = url_is_gateway
+        self.on_portkey_request = on_portkey_request
+        self.enabled = True  # False once the bridge is uninstrumented: a wrapper left behind passes through
 
     def extract(
         self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
@@ -93,19 +117,33 @@ class PortkeyPropagator(TextMapPropagator):
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
+        if not self.enabled or _injecting.get():  # off, or nested in another PortkeyPropagator
+            self.inner.inject(carrier, context, setter)
+            return
         span = trace.get_current_span(context)
-        handled = False  # the httpx request hook has set the headers already
+        decided: Decision | None = None
         try:
             decided = request_decision.get()
-            if decided is not None and decided[0] == span.get_span_context().span_id:
-                bound, handled = decided[1], True
-            else:
+            if decided is not None and decided.span_id != span.get_span_context().span_id:
+                decided = None
+            if decided is None:
                 bound = self._bound(span, carrier)
+            else:  # a hook that only knew the URL leaves the headers to look at
+                bound = decided.bound or (not decided.final and has_portkey_header(carrier))
         except Exception:  # never raise into the request: inject as if the bridge were not here
             bound = False
-        self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
-        if bound and not handled and self._on_portkey_request is not None:
-            self._on_portkey_request(span, carrier, setter)  # guarded inside
+        token = _injecting.set(True)
+        try:
+            self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
+        finally:
+            _injecting.reset(token)
+        if not bound:
+            return
+        with contextlib.suppress(Exception):  # a baggage header already there (an SDK that injects
+            remove_baggage(carrier)  # itself) must not reach Portkey either
+        if (decided is None or not decided.final) and self.on_portkey_request is not None:
+            url, method = (decided.url, decided.method) if decided is not None else ("", "POST")
+            self.on_portkey_request(span, carrier, setter, url, method)  # guarded inside
 
     def portkey_bound(self, carrier: Any, context: Context | None) -> bool:
         """Whether the request whose headers are ``carrier`` goes to a Portkey gateway (by the
@@ -113,7 +151,8 @@ class PortkeyPropagator(TextMapPropagator):
 
         Only a span made by an OTel instrumentation counts: an SDK that traces itself (anthropic
         does) and injects inside its own span would otherwise get the ids of that span, and the
-        HTTP span inside it would find them already set.
+        HTTP span inside it would find them already set. (A non-recording span has no scope to
+        check: in an unsampled trace such an SDK's own inject can still set the ids first.)
         """
         return self._bound(trace.get_current_span(context), carrier)
 
@@ -123,7 +162,7 @@ class PortkeyPropagator(TextMapPropagator):
         url = None
         if attributes:
             url = attributes.get("url.full") or attributes.get("http.url")
-        if not (isinstance(url, str) and self._url_is_gateway(url)) and not has_portkey_header(carrier):
+        if not (isinstance(url, str) and self.url_is_gateway(url)) and not has_portkey_header(carrier):
             return False
         scope = getattr(span, "instrumentation_scope", None)
         return scope is None or str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES)
