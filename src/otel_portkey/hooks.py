@@ -91,10 +91,12 @@ class PortkeyHooks:
         settings: PortkeySettings,
         caller_name: CallerName | None = None,
         after_request: Callable[[], None] | None = None,
+        resource: object | None = None,
     ) -> None:
         self._settings = settings
         self._caller_name = caller_name
         self._after_request = after_request  # run after each bridged request's headers are set
+        self._resource = resource  # the provider's, for spans that carry none (unsampled ones)
         self._static_metadata = dict(settings.static_metadata)
         # Per tracer provider resource (held, so its id stays unique): the metadata derived from it
         # and the merges made with it, so a merge can never be served for another resource.
@@ -230,7 +232,7 @@ class PortkeyHooks:
         return h.fallback_span_name(method, path)
 
     def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str, budget: int) -> _Merged:
-        resource = getattr(span, "resource", None)
+        resource = getattr(span, "resource", None) or self._resource
         known = self._resources.get(id(resource))
         if known is None or known.resource is not resource:
             if len(self._resources) >= 16:

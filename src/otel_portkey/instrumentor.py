@@ -97,6 +97,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             settings,
             processor.caller_name if processor is not None else None,
             after_request=self._keep_propagator,
+            resource=getattr(provider, "resource", None),
         )
         self._propagator = PortkeyPropagator(
             propagate.get_global_textmap(),
