@@ -30,11 +30,15 @@ def _requests(url: str, headers: dict[str, str], json: Any) -> int:
     return requests.post(url, headers=headers, json=json, timeout=30).status_code
 
 
-def _urllib(url: str, headers: dict[str, str], json: Any) -> int:
+def _urllib_post(url: str, headers: dict[str, str], json: Any) -> urllib.request.Request:
     request = urllib.request.Request(url, data=jsonlib.dumps(json).encode(), method="POST")
     for name, value in {**headers, "content-type": "application/json"}.items():
         request.add_header(name, value)
-    with urllib.request.urlopen(request, timeout=30) as response:
+    return request
+
+
+def _urllib(url: str, headers: dict[str, str], json: Any) -> int:
+    with urllib.request.urlopen(_urllib_post(url, headers, json), timeout=30) as response:
         return int(response.status)
 
 
@@ -91,10 +95,7 @@ def _stream_requests(
 def _stream_urllib(
     url: str, headers: dict[str, str], json: Any, during: Callable[[], Any]
 ) -> tuple[Any, bytes]:
-    request = urllib.request.Request(url, data=jsonlib.dumps(json).encode(), method="POST")
-    for name, value in {**headers, "content-type": "application/json"}.items():
-        request.add_header(name, value)
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(_urllib_post(url, headers, json), timeout=30) as response:
         seen = during()
         return seen, response.read()
 

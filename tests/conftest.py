@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_portkey import PortkeyInstrumentor, hooks
 from otel_portkey.client_hooks import CLIENTS
 from otel_portkey.testing import GatewayUnavailable, OssGateway, ScriptedModelServer
+from otel_portkey.testing.recording_proxy import RecordingProxy
 
 REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
 
@@ -99,6 +100,23 @@ def oss_gateway() -> Iterator[OssGateway]:
         yield gateway
     finally:
         gateway.stop()
+
+
+@pytest.fixture
+def hop(oss_gateway: OssGateway, model: ScriptedModelServer) -> Iterator[RecordingProxy]:
+    """A recording hop in front of the real gateway: what it received, and what it answered."""
+    with RecordingProxy(oss_gateway.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def every_client_instrumented() -> None:
+    """Every OTel HTTP client instrumentation on, as ``opentelemetry-bootstrap`` sets them up
+    (instrument the bridge first; ``_clean_instrumentation`` takes them off again)."""
+    for client in CLIENTS:
+        cls = client.instrumentor_class()
+        if cls is not None and not cls().is_instrumented_by_opentelemetry:
+            cls().instrument()
 
 
 @pytest.fixture

@@ -27,16 +27,9 @@ tracer = trace.get_tracer("test")
 
 
 @pytest.fixture
-def everything_instrumented(model):
+def everything_instrumented(model, request):
     PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
-    instrumentors = [cls for cls, _ in CLIENTS.values()]
-    for cls in instrumentors:
-        if not cls().is_instrumented_by_opentelemetry:
-            cls().instrument()
-    yield
-    for cls in instrumentors:
-        if cls().is_instrumented_by_opentelemetry:
-            cls().uninstrument()
+    request.getfixturevalue("every_client_instrumented")  # after the bridge, as opentelemetry-instrument
 
 
 def observe(model, spans, call):

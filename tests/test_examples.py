@@ -10,15 +10,8 @@ import pytest
 
 from otel_portkey.testing import ANSWER
 from otel_portkey.testing.otlp_receiver import OtlpReceiver
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from instrumented import otel_env, run_instrumented
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def run(script, hop, model, root, **extra_env):

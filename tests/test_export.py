@@ -4,20 +4,11 @@ import json
 import subprocess
 import time
 
-import pytest
-
 from otel_portkey.testing import ANSWER
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from components import COLLECTOR_CONFIG, attribute, span_id
 from conftest import PORTKEY_STANDIN_KEY
 from instrumented import otel_env, run_instrumented
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def test_the_collector_validates_the_shipped_config(go_binaries):

@@ -22,7 +22,6 @@ from portkey_ai import Portkey, createHeaders
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
 from otel_portkey.testing import route_headers
 from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from clients_all import CLIENTS as ALL_CLIENTS
 from conftest import SERVICE_NAME
@@ -38,12 +37,6 @@ UPSTREAM = {
     "portkey.metadata.pct": "a%20b,c=d;e",
     "enduser.id": "upstream-user",
 }
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def headers(model, **create_headers):

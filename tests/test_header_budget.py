@@ -7,22 +7,14 @@ import json
 import logging
 
 import openai
-import pytest
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
 from otel_portkey.metadata import MAX_HEADER_BYTES
 from otel_portkey.testing import route_headers
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 # 64 entries, 60-character keys, 128-character values: 12.7 KB as x-portkey-metadata, and the
 # propagator's baggage holds 8 KB of them (its own cap).
 BIG = {f"entry-{i:02d}-" + "k" * 51: f"{i:02d}" + "v" * 126 for i in range(64)}
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def ask(hop, model):

@@ -22,7 +22,6 @@ import pytest
 from otel_portkey.testing.gateway import free_port
 from otel_portkey.testing.gateway_reading import read_as_hosted, read_as_oss
 from otel_portkey.testing.otlp_receiver import OtlpReceiver
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from instrumented import BIN, ROOT, otel_env
 
@@ -39,12 +38,6 @@ FORGED = ",".join(
         *(f"portkey.metadata.k{i}=mallory-{i}" for i in range(60)),  # many entries
     ]
 )
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 @contextmanager

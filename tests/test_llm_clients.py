@@ -10,26 +10,18 @@ from opentelemetry import baggage, context, trace
 
 from otel_portkey import PortkeyInstrumentor
 from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
-from clients_all import CLIENTS
 from llm_clients import LLM_CLIENTS
 
 tracer = trace.get_tracer("test")
 
 
 @pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        PortkeyInstrumentor().instrument(gateway_urls=[proxy.url])
-        instrumentors = [cls for cls, _ in CLIENTS.values()]
-        for cls in instrumentors:
-            if not cls().is_instrumented_by_opentelemetry:
-                cls().instrument()
-        yield proxy
-        for cls in instrumentors:
-            if cls().is_instrumented_by_opentelemetry:
-                cls().uninstrument()
+def hop(hop, request):
+    """conftest's hop, with the bridge and then every client instrumentation installed."""
+    PortkeyInstrumentor().instrument(gateway_urls=[hop.url])
+    request.getfixturevalue("every_client_instrumented")
+    return hop
 
 
 def routing(name, model):

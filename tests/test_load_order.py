@@ -12,7 +12,6 @@ import json
 import pytest
 
 from otel_portkey.testing.otlp_receiver import OtlpReceiver
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from instrumented import ROOT, otel_env, run_instrumented
 
@@ -34,12 +33,6 @@ print("ORDER " + json.dumps(order))
 sys.argv = [{script!r}]
 runpy.run_path({script!r}, run_name="__main__")
 """
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def forced_first(tmp_path, entries):

@@ -14,7 +14,6 @@ from portkey_ai import createHeaders
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
 from otel_portkey.ids import format_trace_id
 from otel_portkey.testing import route_headers
-from otel_portkey.testing.recording_proxy import RecordingProxy
 
 from clients import post
 from conftest import SERVICE_NAME
@@ -28,12 +27,6 @@ def chat_url(model):
 
 def instrument(model, **kwargs):
     PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"], **kwargs)
-
-
-@pytest.fixture
-def hop(oss_gateway, model):
-    with RecordingProxy(oss_gateway.url) as proxy:
-        yield proxy
 
 
 def gateway_client(hop, model, **create_headers):

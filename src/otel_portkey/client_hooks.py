@@ -258,13 +258,3 @@ def detach() -> None:
 def activate(hooks: PortkeyHooks | None) -> None:
     """Make ``hooks`` the bridge the composed hooks call (None: they do nothing)."""
     _active[:] = [hooks] if hooks is not None else []
-
-
-def x_portkey_items(headers: Any) -> dict[str, str]:
-    """The ``x-portkey-*`` and ``content-type`` headers of any client's response header mapping."""
-    found: dict[str, str] = {}
-    for key, value in headers.items():
-        name = str(key).lower()
-        if name.startswith("x-portkey-") or name == "content-type":
-            found[name] = f"{found[name]}, {value}" if name in found else str(value)
-    return found

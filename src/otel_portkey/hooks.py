@@ -22,12 +22,11 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from . import headers as h
 from . import metadata as md
-from .client_hooks import x_portkey_items
 from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
 from .header_writer import add_absent
 from .ids import new_span_id
-from .propagation import Decision, request_decision
+from .propagation import Decision, request_decision, span_url
 from .streaming import end_span_when_stream_closes, is_event_stream
 from .trace_ids import portkey_trace_ids
 
@@ -168,9 +167,9 @@ class PortkeyHooks:
                 return
             present, names, used = _carrier_headers(carrier)
             attributes = getattr(span, "attributes", None) or {}
-            url = url or next((attributes[key] for key in _URL_ATTRIBUTES if key in attributes), "")
-            method = method or next(
-                (attributes[key] for key in _METHOD_ATTRIBUTES if key in attributes), "POST"
+            url = url or span_url(span)
+            method = (
+                method or attributes.get("http.request.method") or attributes.get("http.method") or "POST"
             )
             path = urlsplit(str(url)).path
             self._bridge(span, present, used, str(method), path, _CarrierHeaders(carrier, setter, names))
@@ -299,7 +298,9 @@ class PortkeyHooks:
         """Record the gateway's answer from any client's response (its ``headers`` mapping), and
         keep the span of a streamed answer open until one of ``close_methods`` runs; never raises."""
         try:
-            answer = self._answer_of(span, dict(x_portkey_items(response.headers)))
+            answer = self._answer_of(
+                span, h.portkey_header_items(response.headers.items(), also=("content-type",))
+            )
             body = getattr(response, "raw", None) or response  # requests keeps the stream in ``raw``
             already_read = getattr(body, "closed", False) is True  # e.g. requests without stream=True
             if answer is not None and is_event_stream(answer.get("content-type")) and not already_read:
@@ -331,10 +332,6 @@ def _metadata_budget(used: int, ids: h.CallIds) -> int:
     room = GATEWAY_HEADER_LIMIT - used - len(h.METADATA) - 4
     budget = min(md.MAX_HEADER_BYTES, room)
     return max(0, budget - budget % _BUDGET_STEP)
-
-
-_URL_ATTRIBUTES: Final = ("url.full", "http.url")
-_METHOD_ATTRIBUTES: Final = ("http.request.method", "http.method")
 
 
 class _HeaderWriter(Protocol):

@@ -43,7 +43,6 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     # BaseInstrumentor is a per-class singleton whose constructor runs on every ``PortkeyInstrumentor()``:
     # state lives in class defaults, replaced on the instance by ``_instrument``.
-    _installed = False
     _owned: tuple[type[Any], ...] = ()  # the httpx instrumentors the bridge instrumented itself
     _tracer_provider: Any = None
     _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
@@ -113,7 +112,6 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 f"ids but their spans do not get the gateway's answer; instrument {name} after the bridge "
                 "(opentelemetry-instrument does)",
             )
-        self._installed = True
         self._owned = ()
         if not _auto_instrumenting:
             self.instrument_http_clients()
@@ -122,7 +120,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them); the bridge's
         hooks come with it. One the user switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
         stays off."""
-        if not self._installed:
+        if self._propagator is None:  # not installed
             return
         disabled = {
             name.strip() for name in os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
@@ -164,7 +162,6 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for cls in self._owned:
             cls().uninstrument()
         self._owned = ()
-        self._installed = False
         if self._added_processor is not None:
             _remove_processor(*self._added_processor)
             self._added_processor = None

@@ -59,6 +59,16 @@ request_decision: ContextVar[Decision | None] = ContextVar("otel_portkey_request
 _injecting: ContextVar[bool] = ContextVar("otel_portkey_injecting", default=False)
 
 
+def span_url(span: Any) -> str:
+    """The URL an HTTP client span records (``url.full``, or the older ``http.url``); "" when it has
+    none (an unsampled span has no attributes)."""
+    attributes = getattr(span, "attributes", None)
+    if not attributes:
+        return ""
+    url = attributes.get("url.full") or attributes.get("http.url")
+    return url if isinstance(url, str) else ""
+
+
 def has_portkey_header(carrier: Any) -> bool:
     """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name.
 
@@ -158,11 +168,8 @@ class PortkeyPropagator(TextMapPropagator):
 
     def _bound(self, span: Any, carrier: Any) -> bool:
         # The cheap negative checks first: most requests are not for a gateway.
-        attributes = getattr(span, "attributes", None)
-        url = None
-        if attributes:
-            url = attributes.get("url.full") or attributes.get("http.url")
-        if not (isinstance(url, str) and self.url_is_gateway(url)) and not has_portkey_header(carrier):
+        url = span_url(span)
+        if not (url and self.url_is_gateway(url)) and not has_portkey_header(carrier):
             return False
         scope = getattr(span, "instrumentation_scope", None)
         return scope is None or str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES)
