@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from otel_portkey import header_writer, hooks
+from otel_portkey import header_layouts, hooks
 from otel_portkey.ids import format_span_id, format_trace_id
 
 from clients import post
@@ -133,7 +133,7 @@ def test_a_broken_header_object_leaves_the_request_working(bridge, model, spans,
         setitem(self, key, value)
 
     monkeypatch.setattr(module.Headers, "__setitem__", refuse_portkey_headers)
-    monkeypatch.setattr(header_writer, "_layout_ok", {})  # the layout probe now fails: public API only
+    monkeypatch.setattr(header_layouts, "_layouts", {})  # the layout probe now fails: public API only
     response = post(flavour, mode, chat_url(model))
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "echo: hi"

@@ -1,9 +1,11 @@
 """The bridge's hooks in every OTel HTTP client instrumentation, through its public ``instrument()``.
 
-The request side needs no hook: ``PortkeyPropagator`` sees every instrumented request. The hooks
-add what only they can: the gateway's answer on the span (every client), and for httpx/httpx2 the
-request side with the URL at hand (so an unsampled call is bridged too, and the propagator need not
-look at the headers again).
+Each client's request hook runs in the CLIENT span just before its instrumentation injects, with
+the request's URL, method and live header mapping at hand: it decides whether the request is for
+a gateway, sets the Portkey headers, and tells ``PortkeyPropagator`` what it found, so the
+propagator, which sees every request, need not look again. (A request no bridge hook saw is still
+bridged by the propagator alone, from its span's attributes.) The response hook puts the gateway's
+answer on the span.
 
 Each instrumentation takes hooks only as keyword arguments of its public ``instrument(**kwargs)``,
 and ``opentelemetry-instrument`` calls it with none. So the bridge wraps ``instrument`` (and
@@ -33,8 +35,10 @@ _active: list[PortkeyHooks] = []  # the installed bridge's hooks, if any (read w
 
 
 def _bridge() -> PortkeyHooks | None:
-    active = _active[:]  # one atomic copy: another thread may deactivate meanwhile
-    return active[0] if active else None
+    try:
+        return _active[0]  # one atomic read: another thread may deactivate meanwhile
+    except IndexError:
+        return None
 
 
 _MARK = "_otel_portkey_hook"
@@ -83,12 +87,12 @@ def _httpx_hooks() -> dict[str, Callable[..., Any]]:
 
 
 def _client_hooks(
-    request_of: Callable[..., tuple[str, str]],
+    request_of: Callable[..., tuple[Any, str, str]],
     response_of: Callable[..., Any],
     close_methods: tuple[str, ...],
 ) -> Callable[[], dict[str, Callable[..., Any]]]:
-    """A ``request_hook`` that tells the propagator the request's URL and method (``request_of``
-    finds them among the hook's arguments after the span), and a ``response_hook`` that reads the
+    """A ``request_hook`` that bridges the request (``request_of`` finds its header mapping, URL
+    and method among the hook's arguments after the span), and a ``response_hook`` that reads the
     gateway's answer from the response (``response_of``)."""
 
     def hooks() -> dict[str, Callable[..., Any]]:
@@ -97,10 +101,11 @@ def _client_hooks(
             if bridge is None:
                 return
             try:
-                url, method = request_of(*args)
+                headers, url, method = request_of(*args)
             except Exception:
                 return
-            bridge.decide(span, url, method)  # guarded inside
+            if headers is not None:
+                bridge.on_client_request(span, headers, url, method)  # guarded inside
 
         def response_hook(span: Any, *args: Any) -> None:
             bridge = _bridge()
@@ -126,23 +131,23 @@ def _aiohttp_response(params: Any) -> Any:
     return getattr(params, "response", None)  # TraceRequestEndParams; a failed request has none
 
 
-def _requests_request(request: Any) -> tuple[str, str]:
-    return str(request.url), str(request.method)
+def _requests_request(request: Any) -> tuple[Any, str, str]:
+    return request.headers, str(request.url), str(request.method)
 
 
-def _urllib_request(request: Any) -> tuple[str, str]:
-    return str(request.full_url), str(request.get_method())
+def _urllib_request(request: Any) -> tuple[Any, str, str]:
+    return request.headers, str(request.full_url), str(request.get_method())
 
 
-def _urllib3_request(pool: Any, info: Any) -> tuple[str, str]:
+def _urllib3_request(pool: Any, info: Any) -> tuple[Any, str, str]:
     url = str(info.url)
     if url.startswith("/"):  # a pool's requests name only the path
         url = f"{pool.scheme}://{pool.host}:{pool.port}{url}"
-    return url, str(info.method)
+    return info.headers, url, str(info.method)
 
 
-def _aiohttp_request(params: Any) -> tuple[str, str]:
-    return str(params.url), str(params.method)
+def _aiohttp_request(params: Any) -> tuple[Any, str, str]:
+    return params.headers, str(params.url), str(params.method)
 
 
 _HTTPX = "opentelemetry.instrumentation.httpx"

@@ -115,6 +115,14 @@ def call_ids(trace_id: int, http_span_id: int, gateway_span_id: str, span_name: 
     return CallIds(format_trace_id(trace_id), format_span_id(http_span_id), gateway_span_id, span_name)
 
 
+_ID_HEADERS: Final = (TRACE_ID, PARENT_SPAN_ID, SPAN_ID, SPAN_NAME)  # in CallIds' order
+
+
+def id_headers(ids: CallIds) -> dict[str, str]:
+    """The four id headers of a call, as :func:`headers_to_set` gives them for a request that has none."""
+    return dict(zip(_ID_HEADERS, ids, strict=True))
+
+
 def headers_to_set(
     present: Callable[[str], str | None],
     ids: CallIds,

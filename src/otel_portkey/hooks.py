@@ -1,30 +1,34 @@
-"""Request and response hooks for the OTel httpx/httpx2 instrumentation.
+"""The bridge's request and response side, for every OTel HTTP client instrumentation.
 
-Sync and async hooks are thin adapters over one implementation, :class:`PortkeyHooks`. Every
-failure inside the bridge is caught and reported once; the user's request always goes on.
+Each client's hooks (``client_hooks``) are thin adapters over one implementation,
+:class:`PortkeyHooks`; its request side ``_bridge`` is the same for every client. Every failure
+inside the bridge is caught and reported once; the user's request always goes on.
 
-This is the hot path of every LLM call, so it is written for speed (see ``benchmarks/``):
-request headers are scanned once as raw bytes, the merged metadata header and its attributes
-are cached per (resource, context metadata, caller header), and the ids sent are recorded on the
-span at request time so the response hook reads no request header at all.
+This is the hot path of every instrumented request, so it is written for speed (see
+``benchmarks/``): a request's header names are searched once, joined into one string; only a
+Portkey-bound request reads more. The merged metadata header and its attributes are cached per
+(resource, context metadata, caller header, budget), and the ids sent are recorded on the span at
+request time so the response hook reads no request header at all.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
-from opentelemetry.propagators.textmap import Setter
+from opentelemetry.propagators.textmap import Setter, default_setter
 from opentelemetry.trace import Span, Status, StatusCode
 
+from . import header_layouts
 from . import headers as h
 from . import metadata as md
 from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
-from .header_writer import add_absent
+from .header_layouts import add_absent
+from .header_maps import BAGGAGE_NAME, PORTKEY_NAME, portkey_entries
 from .ids import new_span_id
 from .propagation import Decision, request_decision, span_url
 from .streaming import end_span_when_stream_closes, is_event_stream
@@ -100,8 +104,6 @@ class PortkeyHooks:
         # Per tracer provider resource (held, so its id stays unique): the metadata derived from it
         # and the merges made with it, so a merge can never be served for another resource.
         self._resources: dict[int, _ResourceCache] = {}
-        # The spans of calls this bridge sent to a gateway, until their response is recorded.
-        self._bridged: weakref.WeakSet[Span] = weakref.WeakSet()
 
     # The httpx instrumentation's hook signatures (``RequestInfo`` / ``ResponseInfo`` tuples), for
     # passing to ``instrument_client`` by hand; ``client_hooks`` composes the same calls.
@@ -130,54 +132,54 @@ class PortkeyHooks:
         if headers is None:
             return
         raw = headers.raw
-        present = h.portkey_headers(raw)
-        context = span.get_span_context()
+        names = (b"\n" + b"\n".join([name for name, _ in raw]) + b"\n").lower()
         url = str(request.url)
-        bound = bool(present) or h.url_matches_gateway(url, self._settings.gateway_prefixes)
-        method = request.method
-        method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
-        request_decision.set(Decision(context.span_id, bound, True, url, method))  # read by the propagator
+        context = span.get_span_context()
+        bound = b"\nx-portkey-" in names or h.url_matches_gateway(url, self._settings.gateway_prefixes)
+        request_decision.set(Decision(headers, context.span_id, bound, b"\nbaggage\n" in names))
         if not bound or not context.is_valid:
             return
-        used = sum(len(name) + len(value) + 4 for name, value in raw)  # "name: value\r\n"
-        self._bridge(span, present, used, method, request.url.path, _HttpxHeaders(headers))
+        method = request.method
+        method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
+        present = h.portkey_headers(raw) if b"\nx-portkey-" in names else {}
+        used = sum(map(len, itertools.chain.from_iterable(raw))) + 4 * len(raw)  # "name: value\r\n"
+        self._bridge(span, present, used, method, url, _HttpxHeaders(headers))
 
-    def decide(self, span: Span, url: str, method: str) -> None:
-        """From a client's request hook (it runs just before its instrumentation injects): tell the
-        propagator whether the request's URL is a gateway's, and its URL and method, which an
-        unsampled span does not carry; never raises."""
+    def on_client_request(self, span: Span, headers: Any, url: str, method: str) -> None:
+        """Set ``x-portkey-*`` headers on a Portkey-bound request of requests, urllib, urllib3 or
+        aiohttp, from the client's request hook: ``headers`` is the live mapping its instrumentation
+        injects into next. Tells the propagator what it found; never raises."""
         try:
-            bound = h.url_matches_gateway(url, self._settings.gateway_prefixes)
-            request_decision.set(Decision(span.get_span_context().span_id, bound, False, url, method))
-            if bound and self._after_request is not None:
-                self._after_request()
+            names = header_layouts.header_names(headers)
+            context = span.get_span_context()
+            bound = PORTKEY_NAME in names or h.url_matches_gateway(url, self._settings.gateway_prefixes)
+            request_decision.set(Decision(headers, context.span_id, bound, BAGGAGE_NAME in names))
+            if not bound or not context.is_valid:
+                return
+            present, spelled = portkey_entries(headers) if PORTKEY_NAME in names else ({}, {})
+            used = header_layouts.header_bytes(headers)
+            self._bridge(span, present, used, method, url, _CarrierHeaders(headers, default_setter, spelled))
         except Exception as error:
             report_once("adding Portkey headers", error)
 
-    def on_portkey_request(
-        self, span: Span, carrier: Any, setter: Setter[Any], url: str = "", method: str = ""
-    ) -> None:
-        """Set ``x-portkey-*`` headers on a Portkey-bound request of any HTTP client, from the
-        propagator as the client's instrumentation injects (the carrier is its live header mapping);
-        never raises. The URL and method come from the client's request hook, else from the CLIENT
-        span's attributes."""
+    def on_portkey_request(self, span: Span, carrier: Any, setter: Setter[Any]) -> None:
+        """Set ``x-portkey-*`` headers on a Portkey-bound request that no bridge hook saw (its
+        instrumentation was made before the bridge), from the propagator as the instrumentation
+        injects: the URL and method come from the CLIENT span's attributes; never raises."""
         try:
-            context = span.get_span_context()
-            if not context.is_valid:
+            if not span.get_span_context().is_valid:
                 return
-            present, names, used = _carrier_headers(carrier)
+            present, spelled = portkey_entries(carrier)
             attributes = getattr(span, "attributes", None) or {}
-            url = url or span_url(span)
-            method = (
-                method or attributes.get("http.request.method") or attributes.get("http.method") or "POST"
-            )
-            path = urlsplit(str(url)).path
-            self._bridge(span, present, used, str(method), path, _CarrierHeaders(carrier, setter, names))
+            method = attributes.get("http.request.method") or attributes.get("http.method") or "POST"
+            used = header_layouts.header_bytes(carrier)
+            writer = _CarrierHeaders(carrier, setter, spelled)
+            self._bridge(span, present, used, str(method), span_url(span), writer)
         except Exception as error:
             report_once("adding Portkey headers", error)
 
     def _bridge(
-        self, span: Span, present: dict[str, str], used: int, method: str, path: str, headers: _HeaderWriter
+        self, span: Span, present: dict[str, str], used: int, method: str, url: str, headers: _HeaderWriter
     ) -> None:
         """The request side, one implementation for every client: ids, metadata, attributes.
 
@@ -185,9 +187,12 @@ class PortkeyHooks:
         its headers take; ``headers`` replaces or adds headers on the live request.
         """
         context = span.get_span_context()
-        name = h.safe_header_value(self._span_name(span, method, path))
+        name = h.safe_header_value(self._span_name(span, method, url))
         ids = h.call_ids(context.trace_id, context.span_id, new_span_id(), name)
-        new = h.headers_to_set(present.get, ids, self._settings.trace_id_policy)
+        if not present:  # the usual case: every id header goes on
+            new = h.id_headers(ids)
+        else:
+            new = h.headers_to_set(present.get, ids, self._settings.trace_id_policy)
         if h.TRACE_ID in new and h.TRACE_ID in present:  # the override policy replaces the caller's
             headers.replace(h.TRACE_ID, new.pop(h.TRACE_ID))
             present[h.TRACE_ID] = ids.trace_id
@@ -218,17 +223,15 @@ class PortkeyHooks:
                     "{trace_id}", trace_id
                 )
             span.set_attributes(attributes)
-            if type(span).__weakrefoffset__:  # else recognised by its attributes in the response hook
-                self._bridged.add(span)
         if self._after_request is not None:
             self._after_request()
 
-    def _span_name(self, span: Span, method: str, path: str) -> str:
+    def _span_name(self, span: Span, method: str, url: str) -> str:
         if self._caller_name is not None:
             name = self._caller_name(span)
             if name:
                 return name
-        return h.fallback_span_name(method, path)
+        return h.fallback_span_name(method, urlsplit(url).path)
 
     def _merged_metadata(self, span: Span, caller_header: str | None, trace_id: str, budget: int) -> _Merged:
         resource = getattr(span, "resource", None) or self._resource
@@ -290,45 +293,54 @@ class PortkeyHooks:
         return merged
 
     def _record_response(self, span: Span, response: Any) -> None:
-        answer = self._answer_of(span, h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,)))
-        if answer is not None and is_event_stream(answer.get("content-type")):
+        if not _bridged_call(span):
+            return
+        answer = h.portkey_headers(response.headers.raw, also=(_CONTENT_TYPE,))
+        if self._record_answer(span, answer.get) and is_event_stream(answer.get("content-type")):
             end_span_when_stream_closes(span, response.stream)
 
     def on_client_response(self, span: Span, response: Any, close_methods: tuple[str, ...]) -> None:
         """Record the gateway's answer from any client's response (its ``headers`` mapping), and
         keep the span of a streamed answer open until one of ``close_methods`` runs; never raises."""
         try:
-            answer = self._answer_of(
-                span, h.portkey_header_items(response.headers.items(), also=("content-type",))
-            )
+            if not _bridged_call(span):
+                return
+            header = header_layouts.header_getter(response.headers)
+            if not self._record_answer(span, header) or not is_event_stream(header("content-type")):
+                return
             body = getattr(response, "raw", None) or response  # requests keeps the stream in ``raw``
-            already_read = getattr(body, "closed", False) is True  # e.g. requests without stream=True
-            if answer is not None and is_event_stream(answer.get("content-type")) and not already_read:
+            if getattr(body, "closed", False) is not True:  # else already read (requests without stream=True)
                 end_span_when_stream_closes(span, response, close_methods, ())
         except Exception as error:
             report_once("recording the Portkey response", error)
 
-    def _answer_of(self, span: Span, answer: dict[str, str]) -> dict[str, str] | None:
-        """Put the gateway's answer (``x-portkey-*`` response headers) on the span of a call this
-        bridge sent to a gateway; returns the answer, or None for any other call."""
+    def _record_answer(self, span: Span, header: Callable[[str], str | None]) -> bool:
+        """Put the gateway's answer (``x-portkey-*`` response headers, read with ``header``) on the
+        span of a call this bridge sent to a gateway; False when the span records nothing."""
         if not span.is_recording():
-            return None
-        if span in self._bridged:
-            self._bridged.discard(span)
-        elif type(span).__weakrefoffset__ or h.ATTR_SPAN_ID not in (getattr(span, "attributes", None) or {}):
-            return None  # not a call this bridge sent to a gateway
-        attributes = h.response_attributes(answer.get)
+            return False
+        attributes = h.response_attributes(header)
         if attributes:
             span.set_attributes(attributes)
         if attributes.get(h.ATTR_GATEWAY_EXCEPTION):
             span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
-        return answer
+        return True
+
+
+def _bridged_call(span: Span) -> bool:
+    """Whether ``span`` is the CLIENT span of a call the bridge sent to a gateway: its request
+    hook's decision, still there when the response comes back in the same context, says so; else
+    (some other request came in between) the ids it recorded on the span do."""
+    decided = request_decision.get()
+    if decided is not None and decided.span_id == span.get_span_context().span_id:
+        return decided.bound
+    return h.ATTR_SPAN_ID in (getattr(span, "attributes", None) or {})
 
 
 def _metadata_budget(used: int, ids: h.CallIds) -> int:
     """Bytes ``x-portkey-metadata`` may take on this request: at most ``MAX_HEADER_BYTES``, and
     less when the request's own headers (``used`` bytes) leave less room under the gateway's limit."""
-    used += sum(len(value) for value in ids) + 100 + _RESERVED_BYTES  # our 4 id headers, their names
+    used += 64 + len(ids.span_name) + 100 + _RESERVED_BYTES  # our 4 id headers (3 are hex ids), names
     room = GATEWAY_HEADER_LIMIT - used - len(h.METADATA) - 4
     budget = min(md.MAX_HEADER_BYTES, room)
     return max(0, budget - budget % _BUDGET_STEP)
@@ -367,23 +379,8 @@ class _CarrierHeaders:
         self._setter.set(self._carrier, self._names.get(name, name), value)
 
     def add(self, new: dict[str, str]) -> None:
+        if self._setter is default_setter:  # ``carrier[name] = value`` each: one ``update`` says it
+            self._carrier.update(new)
+            return
         for name, value in new.items():
             self._setter.set(self._carrier, name, value)
-
-
-def _carrier_headers(carrier: Any) -> tuple[dict[str, str], dict[str, str], int]:
-    """A header mapping's ``x-portkey-*`` headers (lowercase name → value), their names as spelled
-    in the mapping, and the bytes all its headers take."""
-    present: dict[str, str] = {}
-    names: dict[str, str] = {}
-    used = 0
-    items = carrier.items()
-    for key, value in items:
-        name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        used += len(name) + len(text) + 4
-        lower = name.lower()
-        if lower.startswith("x-portkey-"):
-            present[lower] = f"{present[lower]}, {text}" if lower in present else text
-            names[lower] = name
-    return present, names, used

@@ -38,21 +38,23 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
+from . import header_layouts
+from .header_maps import PORTKEY_NAME, remove_baggage
+
 INSTRUMENTATION_SCOPES = (
     "opentelemetry.instrumentation.",
 )  # requests, urllib, urllib3, aiohttp_client, httpx
 
 
 class Decision(NamedTuple):
-    """What a client's request hook, run in the CLIENT span just before its instrumentation
-    injects, found out: the propagator then need not look again, and knows the URL even for an
-    unsampled span (which has no attributes)."""
+    """What the bridge's request hook found, in the CLIENT span, just before the client's
+    instrumentation injects: the propagator then need not look again. The hook has already set
+    the Portkey headers of a bound request."""
 
+    carrier: object  # the header mapping the hook saw (the one injected into next, except for httpx)
     span_id: int
-    bound: bool  # the request is for a Portkey gateway (by its URL, or by its headers when final)
-    final: bool  # the hook saw the headers too and set the Portkey ones itself (httpx)
-    url: str = ""
-    method: str = "POST"
+    bound: bool  # the request is for a Portkey gateway (by its URL or an ``x-portkey-*`` header)
+    baggage: bool  # the request already has a ``baggage`` header (an SDK that injects itself)
 
 
 request_decision: ContextVar[Decision | None] = ContextVar("otel_portkey_request", default=None)
@@ -70,37 +72,16 @@ def span_url(span: Any) -> str:
 
 
 def has_portkey_header(carrier: Any) -> bool:
-    """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name.
-
-    Runs on every instrumented request that is not for a gateway's URL, so it is one string search.
-    """
+    """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name."""
     raw: Iterable[tuple[bytes, bytes]] | None = getattr(carrier, "raw", None)
     if isinstance(raw, list):  # httpx / httpx2 Headers: raw byte pairs, no decoding
         return any(name[:10].lower() == b"x-portkey-" for name, _ in raw)
-    keys = getattr(carrier, "keys", None)
-    if keys is None:
+    if not hasattr(carrier, "keys"):
         return False
-    names = list(keys())
-    try:  # one search over all the names, instead of a Python loop over them
-        return "\nx-portkey-" in ("\n" + "\n".join(names)).lower()
-    except TypeError:  # some names are bytes
-        return any(
-            isinstance(name, bytes | str) and name[:10].lower() in ("x-portkey-", b"x-portkey-")
-            for name in names
-        )
+    return PORTKEY_NAME in header_layouts.header_names(carrier)
 
 
-PortkeyRequest = Callable[[Any, Any, Setter[Any], str, str], None]  # span, carrier, setter, url, method
-
-
-def remove_baggage(carrier: Any) -> None:
-    """Delete every ``baggage`` header (any spelling, every copy) from a header mapping."""
-    keys = getattr(carrier, "keys", None)
-    if keys is None:
-        return
-    for name in [k for k in keys() if str(k).lower() == "baggage" or k == b"baggage"]:
-        with contextlib.suppress(KeyError, TypeError):
-            del carrier[name]
+PortkeyRequest = Callable[[Any, Any, Setter[Any]], None]  # span, carrier, setter
 
 
 class PortkeyPropagator(TextMapPropagator):
@@ -127,33 +108,35 @@ class PortkeyPropagator(TextMapPropagator):
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
     ) -> None:
+        decided = request_decision.get()
+        if decided is not None and decided.carrier is carrier and not decided.bound:  # the usual case
+            self.inner.inject(carrier, context, setter)
+            return
         if not self.enabled or _injecting.get():  # off, or nested in another PortkeyPropagator
             self.inner.inject(carrier, context, setter)
             return
         span = trace.get_current_span(context)
-        decided: Decision | None = None
         try:
-            decided = request_decision.get()
-            if decided is not None and decided.span_id != span.get_span_context().span_id:
-                decided = None
-            if decided is None:
-                bound = self._bound(span, carrier)
-            else:  # a hook that only knew the URL leaves the headers to look at
-                bound = decided.bound or (not decided.final and has_portkey_header(carrier))
+            span_id = span.get_span_context().span_id
+            if decided is not None and decided.span_id == span_id and span_id:  # the request hook's
+                bound, hooked, had_baggage = decided.bound, True, decided.baggage
+            else:  # no bridge hook saw this request (its instrumentation was made before the bridge)
+                bound, hooked, had_baggage = self._bound(span, carrier), False, True
         except Exception:  # never raise into the request: inject as if the bridge were not here
             bound = False
+        if not bound:
+            self.inner.inject(carrier, context, setter)
+            return
         token = _injecting.set(True)
         try:
-            self.inner.inject(carrier, baggage.clear(context) if bound else context, setter)
+            self.inner.inject(carrier, baggage.clear(context), setter)
         finally:
             _injecting.reset(token)
-        if not bound:
-            return
-        with contextlib.suppress(Exception):  # a baggage header already there (an SDK that injects
-            remove_baggage(carrier)  # itself) must not reach Portkey either
-        if (decided is None or not decided.final) and self.on_portkey_request is not None:
-            url, method = (decided.url, decided.method) if decided is not None else ("", "POST")
-            self.on_portkey_request(span, carrier, setter, url, method)  # guarded inside
+        if had_baggage:  # a baggage header already there (an SDK that injects itself) must not
+            with contextlib.suppress(Exception):  # reach Portkey either
+                remove_baggage(carrier)
+        if not hooked and self.on_portkey_request is not None:
+            self.on_portkey_request(span, carrier, setter)  # guarded inside
 
     def portkey_bound(self, carrier: Any, context: Context | None) -> bool:
         """Whether the request whose headers are ``carrier`` goes to a Portkey gateway (by the

@@ -1,0 +1,73 @@
+"""The private header layouts ``header_layouts`` relies on: recognised for every pinned version,
+and every fast answer equal to the public API's."""
+
+import httpx
+import httpx2
+import pytest
+from multidict import CIMultiDict
+from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPHeaderDict
+
+from otel_portkey import header_layouts, header_maps
+from otel_portkey.header_layouts import add_absent, header_bytes, header_names, layout
+
+HEADERS = {"Content-Type": "application/json", "X-Portkey-Provider": "openai", "Authorization": "Bearer k"}
+
+
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        (httpx.Headers, "httpx-list"),
+        (httpx2.Headers, "httpx-list"),
+        (CaseInsensitiveDict, "requests-store"),
+        (HTTPHeaderDict, "urllib3-container"),
+        (CIMultiDict, ""),
+        (dict, ""),
+    ],
+)
+def test_the_pinned_versions_layouts_are_recognised(cls, expected, monkeypatch):
+    # Fails loudly when a pinned version changes its layout: the bridge would quietly fall back to
+    # the slow public API, and this is where that shows.
+    monkeypatch.setattr(header_layouts, "_layouts", {})
+    assert layout(cls()) == expected
+
+
+@pytest.mark.parametrize("cls", [CaseInsensitiveDict, HTTPHeaderDict, CIMultiDict, dict])
+def test_fast_reads_equal_the_public_api(cls, monkeypatch):
+    headers = cls(HEADERS)
+    fast = (header_names(headers), header_bytes(headers))
+    monkeypatch.setattr(header_layouts, "_layouts", {cls: ""})
+    assert fast == (header_maps.header_names(headers), header_maps.header_bytes(headers))
+    assert fast[1] == sum(len(k) + len(v) + 4 for k, v in HEADERS.items())
+    assert header_maps.PORTKEY_NAME in fast[0]
+    assert header_maps.BAGGAGE_NAME not in fast[0]
+
+
+def test_repeated_urllib3_values_are_counted_as_the_lines_they_are_sent_as():
+    headers = HTTPHeaderDict({"accept": "a"})
+    headers.add("accept", "b")
+    assert header_bytes(headers) == 2 * (len("accept") + 1 + 4)
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_fast_appends_equal_what_the_public_api_does(module, monkeypatch):
+    new = {"x-portkey-trace-id": "a" * 32, "x-portkey-metadata": '{"k":"v"}'}
+    fast = module.Headers({"Content-Type": "application/json"})
+    add_absent(fast, new)
+    slow = module.Headers({"Content-Type": "application/json"})
+    monkeypatch.setattr(header_layouts, "_layouts", {module.Headers: ""})
+    add_absent(slow, new)
+    assert fast.raw == slow.raw
+    assert fast["X-Portkey-Trace-Id"] == "a" * 32
+    assert list(fast.keys()) == list(slow.keys())
+
+
+def test_an_unknown_headers_class_gets_the_public_api():
+    class Plain(dict):  # type: ignore[type-arg]
+        pass
+
+    headers = Plain()
+    add_absent(headers, {"x-portkey-span-id": "b" * 16})
+    assert headers == {"x-portkey-span-id": "b" * 16}
+    assert layout(headers) == ""
+    assert header_names(Plain({b"X-Portkey-A": "1", "B": "2"})) == "\nx-portkey-a\nb\n"
