@@ -1,70 +1,105 @@
-"""The seam's cost per client: ``PortkeyPropagator.inject`` on each client library's header mapping.
+"""What the bridge adds around one request of each client, at the seam, with nothing else running.
 
-Every OTel HTTP client instrumentation calls ``inject(headers)`` once per request, inside its
-CLIENT span, with the live header mapping (httpx ``Headers``, requests' ``CaseInsensitiveDict``,
-urllib's ``dict``, urllib3's ``HTTPHeaderDict``, aiohttp's ``CIMultiDict``). Measured here, for
-each kind, with the network and the rest of the client taken out, in paired interleaved rounds:
+Every OTel HTTP client instrumentation, inside its CLIENT span, calls the request hook, then
+``inject(headers)``, and later the response hook. Here that sequence runs on each client's own
+request, header and response objects, without the client, its instrumentation or the span's
+start and end (``bench_clients`` measures whole calls; ``bench_processor`` the span processor), so
+differences of a fraction of a microsecond show. Paired interleaved rounds compare:
 
-* a request that is not Portkey-bound: the wrapped propagator minus the plain one;
-* a Portkey-bound request (requests, urllib, urllib3 and aiohttp get their headers here): the
-  bridge's request side minus the contract written by hand as plainly as possible (the five
-  headers through the setter and the ids as attributes, no detection, no caller's headers
-  respected, no metadata merge, no guard).
-
-The httpx row is the propagator after the httpx request hook has decided (its request side runs
-in the hook; ``bench_offline`` measures that whole path).
+* not Portkey-bound (another URL, no ``x-portkey-*`` header): the bridge's two hooks and the
+  wrapped propagator, minus the plain propagator;
+* Portkey-bound: the bridge, minus the hand-written contract's two hooks (``bench_clients``) with
+  the plain propagator.
 """
 
 from __future__ import annotations
 
-import random
+import email.message
+import io
 import statistics
 import time
+import types
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import httpx
+import requests
+import urllib3
+from bench_clients import ANSWER, ANSWER_HEADERS, BOUND_URL, CLIENTS, GATEWAY, GATEWAY_HEADERS, OTHER_URL
 from harness import quiet_gc, sdk_provider, table, us
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import default_setter
+from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
+from opentelemetry.instrumentation.urllib3 import RequestInfo as Urllib3RequestInfo
 from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
+from yarl import URL as YarlURL
 
-from otel_portkey import PortkeyInstrumentor
-from otel_portkey.propagation import request_decision
+from otel_portkey import PortkeyInstrumentor, client_hooks
 
-GATEWAY = "http://gateway.bench:8787"
-HEADERS = {
+# The headers an SDK sends besides the gateway's own.
+SDK_HEADERS = {
     "User-Agent": "bench/1.0",
     "Accept-Encoding": "gzip, deflate",
     "Accept": "application/json",
     "Connection": "keep-alive",
-    "Content-Type": "application/json",
     "Content-Length": "98",
-    "Authorization": "Bearer sk-bench",
-}
-CARRIERS: dict[str, Callable[[dict[str, str]], Any]] = {
-    "httpx (after its hook)": httpx.Headers,
-    "requests": CaseInsensitiveDict,
-    "urllib": dict,
-    "urllib3": HTTPHeaderDict,
-    "aiohttp": CIMultiDict,
 }
 
+# One request: (hook arguments after the span, the carrier the instrumentation injects into).
+Request = tuple[tuple[Any, ...], Any]
 
-def _contract(span: Any, carrier: Any) -> None:
-    context = span.get_span_context()
-    trace_id, span_id = format(context.trace_id, "032x"), format(random.getrandbits(64), "016x")
-    for name, value in (
-        ("x-portkey-trace-id", trace_id),
-        ("x-portkey-parent-span-id", format(context.span_id, "016x")),
-        ("x-portkey-span-id", span_id),
-        ("x-portkey-span-name", "chat gpt-4o"),
-        ("x-portkey-metadata", '{"service":"svc"}'),
-    ):
-        default_setter.set(carrier, name, value)
-    span.set_attributes({"portkey.trace_id": trace_id, "portkey.span_id": span_id})
+
+def _requests(url: str, headers: dict[str, str]) -> tuple[Request, tuple[Any, ...]]:
+    request = requests.Request("POST", url).prepare()
+    request.headers = CaseInsensitiveDict(headers)
+    response = requests.Response()
+    response.headers = CaseInsensitiveDict(ANSWER_HEADERS)
+    response.raw = io.BytesIO(ANSWER)
+    return ((request,), request.headers), (request, response)
+
+
+def _urllib(url: str, headers: dict[str, str]) -> tuple[Request, tuple[Any, ...]]:
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.headers = dict(headers)
+    message = email.message.Message()
+    for name, value in ANSWER_HEADERS.items():
+        message[name] = value
+    response = urllib.response.addinfourl(io.BytesIO(ANSWER), message, url, 200)
+    return ((request,), request.headers), (request, response)
+
+
+def _urllib3(url: str, headers: dict[str, str]) -> tuple[Request, tuple[Any, ...]]:
+    pool = urllib3.HTTPConnectionPool(url.split("/")[2].split(":")[0])
+    carrier = HTTPHeaderDict(headers)
+    info = Urllib3RequestInfo(method="POST", url=url, headers=carrier, body=b"{}")
+    response = urllib3.HTTPResponse(body=io.BytesIO(ANSWER), headers=ANSWER_HEADERS, status=200)
+    return ((pool, info), carrier), (pool, response)
+
+
+def _aiohttp(url: str, headers: dict[str, str]) -> tuple[Request, tuple[Any, ...]]:
+    carrier = CIMultiDict(headers)
+    start = aiohttp.TraceRequestStartParams("POST", YarlURL(url), carrier)
+    answer = types.SimpleNamespace(status=200, headers=CIMultiDictProxy(CIMultiDict(ANSWER_HEADERS)))
+    end = aiohttp.TraceRequestEndParams("POST", YarlURL(url), carrier, answer)  # type: ignore[arg-type]
+    return ((start,), carrier), (end,)
+
+
+def _httpx(url: str, headers: dict[str, str]) -> tuple[Request, tuple[Any, ...]]:
+    info = RequestInfo(b"POST", httpx.URL(url), httpx.Headers(headers), None, {})
+    answer = ResponseInfo(200, httpx.Headers(ANSWER_HEADERS), None, {})
+    return ((info,), None), (info, answer)  # None: httpx injects into a copy of the headers
+
+
+MAKERS: dict[str, tuple[Callable[[str, dict[str, str]], tuple[Request, tuple[Any, ...]]], str]] = {
+    "httpx": (_httpx, "httpx"),
+    "requests": (_requests, "requests"),
+    "urllib": (_urllib, "urllib"),
+    "urllib3": (_urllib3, "urllib3"),
+    "aiohttp": (_aiohttp, "aiohttp-client"),
+}
 
 
 def _per_call(count: int, body: Callable[[], None]) -> float:
@@ -75,61 +110,119 @@ def _per_call(count: int, body: Callable[[], None]) -> float:
         return (time.thread_time() - start) / count
 
 
-def _paired(samples: dict[str, list[float]], minuend: str, subtrahend: str) -> float:
-    return statistics.median(a - b for a, b in zip(samples[minuend], samples[subtrahend], strict=True))
+def _bodies(name: str, url: str, plain: Any, wrapped: Any, span: Any) -> dict[str, Callable[[], None]]:
+    make, hooks_name = MAKERS[name]
+    headers = {**SDK_HEADERS, **(GATEWAY_HEADERS if url == BOUND_URL else {})}
+    (request_args, carrier), response_args = make(url, headers)
+    client = next(c for c in client_hooks.CLIENTS if c.name == hooks_name)
+    bridge_hooks = client.hooks()
+    bridge_request, bridge_response = bridge_hooks["request_hook"], bridge_hooks["response_hook"]
+    contract = _contract_hooks(name)
+
+    def fresh() -> Any:  # a new copy of the request's headers for each request
+        return httpx.Headers(headers) if carrier is None else type(carrier)(headers)
+
+    def plain_body() -> None:  # the same request made, no hooks
+        c = fresh()
+        _args_with(name, request_args, c)
+        plain.inject(c)
+
+    def contract_body() -> None:
+        c = fresh()
+        args = _args_with(name, request_args, c)
+        contract["request_hook"](span, *args)
+        plain.inject(c)
+        contract["response_hook"](span, *response_args)
+
+    def bridge_body() -> None:
+        c = fresh()
+        args = _args_with(name, request_args, c)
+        bridge_request(span, *args)
+        wrapped.inject(c)
+        bridge_response(span, *response_args)
+
+    return {"plain": plain_body, "contract": contract_body, "bridge": bridge_body}
 
 
-def bench(count: int, rounds: int) -> tuple[str, dict[str, float]]:
+def _args_with(name: str, request_args: tuple[Any, ...], carrier: Any) -> tuple[Any, ...]:
+    """The request hook's arguments with ``carrier`` as the request's headers."""
+    if name in ("requests", "urllib"):
+        request_args[0].headers = carrier
+        return request_args
+    if name == "urllib3":
+        info = request_args[1]
+        return (
+            request_args[0],
+            Urllib3RequestInfo(method=info.method, url=info.url, headers=carrier, body=info.body),
+        )
+    if name == "aiohttp":
+        start = request_args[0]
+        return (aiohttp.TraceRequestStartParams(start.method, start.url, carrier),)
+    info = request_args[0]  # httpx: the hook sees the request's headers, inject a copy of them
+    return (info._replace(headers=carrier.copy()),)
+
+
+def _contract_hooks(name: str) -> dict[str, Any]:
+    if name == "httpx":
+        from bench_offline import _contract_hooks as httpx_contract
+
+        return httpx_contract()
+    return CLIENTS[name][2]
+
+
+def bench(count: int, rounds: int) -> tuple[str, dict[str, float], dict[str, float]]:
+    """The report, and per client: the seam's cost when not bound, the bridge beyond the contract."""
     sdk_provider()
     plain = propagate.get_global_textmap()
     PortkeyInstrumentor().instrument(gateway_urls=[GATEWAY])
     wrapped = propagate.get_global_textmap()
     tracer = trace.get_tracer("opentelemetry.instrumentation.bench")
-    rows, not_bound = [], {}
-
-    def contract_inject(make: Callable[[dict[str, str]], Any], span: Any) -> None:
-        carrier = make(HEADERS)
-        plain.inject(carrier)
-        _contract(span, carrier)
-
+    parent = tracer.start_span("chat gpt-4o")
+    rows, not_bound, beyond = [], {}, {}
     try:
-        for name, make in CARRIERS.items():
-            httpx_row = name.startswith("httpx")
+        for name in MAKERS:
             samples: dict[str, list[float]] = {}
-            cases = [("http://other.bench/v1/x", ("plain", "wrapped"))]
-            if not httpx_row:  # httpx's request side runs in its hook: bench_offline measures it
-                cases.append((f"{GATEWAY}/v1/chat/completions", ("plain to gateway", "contract", "bridge")))
-            for url, keys in cases:
-                span = tracer.start_span("POST", kind=trace.SpanKind.CLIENT, attributes={"url.full": url})
+            for url, keys in ((OTHER_URL, ("plain", "bridge")), (BOUND_URL, ("plain", "contract", "bridge"))):
+                span = tracer.start_span(
+                    "POST",
+                    context=trace.set_span_in_context(parent),
+                    kind=trace.SpanKind.CLIENT,
+                    attributes={"url.full": url, "http.request.method": "POST"},
+                )
                 with trace.use_span(span, end_on_exit=True):
-                    if httpx_row:
-                        request_decision.set((span.get_span_context().span_id, False))
-                    bodies: dict[str, Callable[[], None]] = {
-                        "plain": lambda make=make: plain.inject(make(HEADERS)),
-                        "plain to gateway": lambda make=make: plain.inject(make(HEADERS)),
-                        "wrapped": lambda make=make: wrapped.inject(make(HEADERS)),
-                        "bridge": lambda make=make: wrapped.inject(make(HEADERS)),
-                        "contract": lambda make=make, span=span: contract_inject(make, span),
-                    }
+                    bodies = _bodies(name, url, plain, wrapped, span)
                     for round_number in range(rounds):
                         shift = round_number % len(keys)
                         for key in keys[shift:] + keys[:shift]:
-                            samples.setdefault(key, []).append(_per_call(count, bodies[key]))
-            added = _paired(samples, "wrapped", "plain")
-            not_bound[name] = added
-            contract = beyond = "—"
-            if not httpx_row:
-                contract = us(_paired(samples, "contract", "plain to gateway"))
-                beyond = us(_paired(samples, "bridge", "contract"))
-            rows.append([name, us(statistics.median(samples["plain"])), us(added), contract, beyond])
+                            samples.setdefault(f"{url} {key}", []).append(_per_call(count, bodies[key]))
+            not_bound[name] = _paired(samples, f"{OTHER_URL} bridge", f"{OTHER_URL} plain")
+            contract = _paired(samples, f"{BOUND_URL} contract", f"{BOUND_URL} plain")
+            bridge = _paired(samples, f"{BOUND_URL} bridge", f"{BOUND_URL} plain")
+            beyond[name] = bridge - contract
+            rows.append(
+                [
+                    name,
+                    us(statistics.median(samples[f"{OTHER_URL} plain"])),
+                    us(not_bound[name]),
+                    us(contract),
+                    us(bridge),
+                    us(beyond[name]),
+                ]
+            )
     finally:
+        parent.end()
         PortkeyInstrumentor().uninstrument()
     header = [
-        "headers of",
+        "client",
         "plain inject",
-        "not Portkey-bound: the seam adds",
+        "not Portkey-bound: the bridge adds",
         "Portkey-bound: hand-written contract adds",
+        "bridge adds",
         "bridge beyond the contract",
     ]
-    title = f"The seam per client ({count} injects x {rounds} interleaved rounds, paired CPU medians)"
-    return table(title, header, rows), not_bound
+    title = f"The seam per client ({count} requests x {rounds} interleaved rounds, paired CPU medians)"
+    return table(title, header, rows), not_bound, beyond
+
+
+def _paired(samples: dict[str, list[float]], minuend: str, subtrahend: str) -> float:
+    return statistics.median(a - b for a, b in zip(samples[minuend], samples[subtrahend], strict=True))

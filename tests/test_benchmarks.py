@@ -19,6 +19,7 @@ def test_benchmarks_run_in_smoke_mode():
     assert result.returncode == 0, result.stderr[-3000:]
     for section in (
         "### Per call",
+        "### Per call of each client",
         "### The seam per client",
         "### Span processor",
         "### Memory over many calls",
@@ -32,3 +33,5 @@ def test_benchmarks_run_in_smoke_mode():
         if line.startswith(("| httpx sync", "| httpx async", "| httpx2 "))
     ]
     assert len(rows) == 8, "httpx and httpx2, sync and async, offline and on loopback"
+    for client in ("requests", "urllib", "urllib3", "aiohttp"):
+        assert sum(line.startswith(f"| {client} |") for line in result.stdout.splitlines()) == 2, client

@@ -9,7 +9,14 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
 
 from otel_portkey import header_layouts, header_maps
-from otel_portkey.header_layouts import add_absent, header_bytes, header_names, layout
+from otel_portkey.header_layouts import (
+    add_absent,
+    header_bytes,
+    header_getter,
+    header_names,
+    layout,
+    portkey_entries,
+)
 
 HEADERS = {"Content-Type": "application/json", "X-Portkey-Provider": "openai", "Authorization": "Bearer k"}
 
@@ -35,9 +42,18 @@ def test_the_pinned_versions_layouts_are_recognised(cls, expected, monkeypatch):
 @pytest.mark.parametrize("cls", [CaseInsensitiveDict, HTTPHeaderDict, CIMultiDict, dict])
 def test_fast_reads_equal_the_public_api(cls, monkeypatch):
     headers = cls(HEADERS)
-    fast = (header_names(headers), header_bytes(headers))
+    fast = (header_names(headers), header_bytes(headers), portkey_entries(headers))
+    getter = header_getter(headers)
     monkeypatch.setattr(header_layouts, "_layouts", {cls: ""})
-    assert fast == (header_maps.header_names(headers), header_maps.header_bytes(headers))
+    public = (header_maps.header_names(headers), header_maps.header_bytes(headers))
+    assert fast == (*public, header_maps.portkey_entries(headers))
+    assert fast[2] == ({"x-portkey-provider": "openai"}, {"x-portkey-provider": "X-Portkey-Provider"})
+    for name in ("x-portkey-provider", "content-type", "x-portkey-absent"):
+        assert (
+            getter(name)
+            == header_getter(headers)(name)
+            == {k.lower(): v for k, v in HEADERS.items()}.get(name)
+        )
     assert fast[1] == sum(len(k) + len(v) + 4 for k, v in HEADERS.items())
     assert header_maps.PORTKEY_NAME in fast[0]
     assert header_maps.BAGGAGE_NAME not in fast[0]
@@ -47,6 +63,10 @@ def test_repeated_urllib3_values_are_counted_as_the_lines_they_are_sent_as():
     headers = HTTPHeaderDict({"accept": "a"})
     headers.add("accept", "b")
     assert header_bytes(headers) == 2 * (len("accept") + 1 + 4)
+    headers.add("X-Portkey-Metadata", "{}")
+    headers.add("x-portkey-metadata", '{"a":"1"}')
+    assert portkey_entries(headers)[0] == {"x-portkey-metadata": '{}, {"a":"1"}'}
+    assert header_getter(headers)("accept") == "a, b"
 
 
 @pytest.mark.parametrize("module", [httpx, httpx2])

@@ -92,10 +92,26 @@ def header_bytes(headers: Any) -> int:
     return header_maps.header_bytes(headers)
 
 
+def portkey_entries(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`header_maps.portkey_entries`, from the store when the layout is known."""
+    kind = layout(headers)
+    if kind == "requests-store":
+        found = [(lower, entry) for lower, entry in headers._store.items() if lower.startswith("x-portkey-")]
+        return {lower: value for lower, (_, value) in found}, {lower: name for lower, (name, _) in found}
+    if kind == "urllib3-container":
+        found = [
+            (lower, entry) for lower, entry in headers._container.items() if lower.startswith("x-portkey-")
+        ]
+        return {lower: ", ".join(entry[1:]) for lower, entry in found}, {
+            lower: entry[0] for lower, entry in found
+        }
+    return header_maps.portkey_entries(headers)
+
+
 def header_getter(headers: Any) -> Callable[[str], str | None]:
     """A lookup of one header by its lowercase name (repeats joined with ``", "`` where the
     mapping keeps them apart), from the store when the layout is known, else ``headers.get``
-    (case-insensitive in every client's response headers)."""
+    (case-insensitive in every client's response headers; a plain ``dict`` is lowercased first)."""
     kind = layout(headers)
     if kind == "requests-store":
         store = headers._store
@@ -113,4 +129,6 @@ def header_getter(headers: Any) -> Callable[[str], str | None]:
             return None if entry is None else ", ".join(entry[1:])
 
         return from_container
+    if isinstance(headers, dict):  # case-sensitive: looked up by lowercase name
+        return {str(name).lower(): str(value) for name, value in headers.items()}.get
     return headers.get  # type: ignore[no-any-return]

@@ -28,7 +28,7 @@ from . import metadata as md
 from .config import PortkeySettings
 from .context import MetadataItems, context_metadata
 from .header_layouts import add_absent
-from .header_maps import BAGGAGE_NAME, PORTKEY_NAME, portkey_entries
+from .header_maps import BAGGAGE_NAME, PORTKEY_NAME
 from .ids import new_span_id
 from .propagation import Decision, request_decision, span_url
 from .streaming import end_span_when_stream_closes, is_event_stream
@@ -156,7 +156,7 @@ class PortkeyHooks:
             request_decision.set(Decision(headers, context.span_id, bound, BAGGAGE_NAME in names))
             if not bound or not context.is_valid:
                 return
-            present, spelled = portkey_entries(headers) if PORTKEY_NAME in names else ({}, {})
+            present, spelled = header_layouts.portkey_entries(headers) if PORTKEY_NAME in names else ({}, {})
             used = header_layouts.header_bytes(headers)
             self._bridge(span, present, used, method, url, _CarrierHeaders(headers, default_setter, spelled))
         except Exception as error:
@@ -169,7 +169,7 @@ class PortkeyHooks:
         try:
             if not span.get_span_context().is_valid:
                 return
-            present, spelled = portkey_entries(carrier)
+            present, spelled = header_layouts.portkey_entries(carrier)
             attributes = getattr(span, "attributes", None) or {}
             method = attributes.get("http.request.method") or attributes.get("http.method") or "POST"
             used = header_layouts.header_bytes(carrier)

@@ -6,9 +6,11 @@ is the one public seam all of them share: the wrapper sees every instrumented re
 library sent it and in whatever order the instrumentations loaded.
 
 What it does there: a Portkey-bound request (one that carries an ``x-portkey-*`` header, or whose
-span's URL is a configured gateway) gets the bridge's ``x-portkey-*`` headers (requests, urllib,
-urllib3, aiohttp, and httpx clients the bridge's httpx hooks do not reach), and ``traceparent`` as
-usual but **no baggage**. Hosted
+URL is a configured gateway) gets ``traceparent`` as usual but **no baggage**. The bridge's request
+hook, which ran a moment before in the same span, has already set its ``x-portkey-*`` headers and
+left its decision (``request_decision``), so the wrapper looks at nothing itself; a request no
+bridge hook saw (its instrumentation was made before the bridge) gets its headers here, from the
+span's attributes. Hosted
 Portkey merges every ``baggage`` entry into the request's metadata, so baggage sent there would
 log the bridge's own ``portkey.metadata.*`` entries a second time, carry values past Portkey's
 rules, and forward whatever an outside caller put into the app's inbound baggage. The metadata a
