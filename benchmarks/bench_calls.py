@@ -32,8 +32,10 @@ def configurations(flavour: str, gateway: str) -> dict[str, Callable[[], Callabl
         return lambda: instrumentor().uninstrument()
 
     def bridged() -> Callable[[], None]:
-        instrumentor().instrument()
+        # The bridge first, as opentelemetry-instrument orders them: the instrumentation then
+        # carries its hooks (an instrumentation made before the bridge gets none).
         PortkeyInstrumentor().instrument(gateway_urls=[gateway])
+        instrumentor().instrument()
 
         def teardown() -> None:
             PortkeyInstrumentor().uninstrument()

@@ -103,8 +103,10 @@ def _configs(flavour: str) -> dict[str, Callable[[], Callable[[], None]]]:
         return lambda: instrumentor().uninstrument()
 
     def bridged() -> Callable[[], None]:
-        instrumentor().instrument()
+        # The bridge first, as opentelemetry-instrument orders them: the instrumentation then
+        # carries its hooks (an instrumentation made before the bridge gets none).
         PortkeyInstrumentor().instrument(gateway_urls=[GATEWAY])
+        instrumentor().instrument()
 
         def teardown() -> None:
             PortkeyInstrumentor().uninstrument()

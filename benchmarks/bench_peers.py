@@ -67,12 +67,12 @@ def child(suite: str, configuration: str, gateway: str, count: int) -> None:
 
     sdk_provider()
     http_name, peers = SUITES[suite]
-    getattr(otel_httpx, http_name)().instrument()
-    if configuration == BRIDGE:
+    if configuration == BRIDGE:  # first, as opentelemetry-instrument orders them: then httpx gets its hooks
         from otel_portkey import PortkeyInstrumentor
 
         PortkeyInstrumentor().instrument(gateway_urls=[gateway])
-    elif configuration != BASE:
+    getattr(otel_httpx, http_name)().instrument()
+    if configuration not in (BASE, BRIDGE):
         module, name = peers[configuration]
         getattr(importlib.import_module(module), name)().instrument()
     client = _client(suite, gateway)
