@@ -149,3 +149,38 @@ def test_a_propagator_set_after_the_bridge_is_wrapped_again_by_the_next_gateway_
     PortkeyInstrumentor().uninstrument()
     assert get_global_textmap() is replacement
     propagate.set_global_textmap(before)
+
+
+def test_the_request_hooks_decision_spares_the_propagator_and_the_response_hook_any_reading():
+    """A request that is not Portkey-bound: the propagator takes the hook's word for it (the same
+    carrier), and the response hook reads no header of the answer."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from requests.structures import CaseInsensitiveDict
+
+    from otel_portkey.config import PortkeySettings
+    from otel_portkey.hooks import PortkeyHooks
+    from otel_portkey.propagation import request_decision
+
+    class Unreadable:
+        @property
+        def headers(self):
+            raise AssertionError("the answer of a request that is not Portkey-bound was read")
+
+    bridge = PortkeyHooks(PortkeySettings.from_env(gateway_urls=["http://gateway.test:8787"]))
+    span = TracerProvider().get_tracer("opentelemetry.instrumentation.test").start_span("POST")
+    carrier = CaseInsensitiveDict({"accept": "*/*"})
+    bridge.on_client_request(span, carrier, "http://other.test/v1/x", "POST")
+    decided = request_decision.get()
+    assert decided is not None
+    assert decided.carrier is carrier
+    assert not decided.bound
+    bridge.on_client_response(span, Unreadable(), ("close",))  # raises inside if it reads
+    assert "recording the Portkey response:AssertionError" not in hooks_reported()
+    bridge.on_client_request(span, CaseInsensitiveDict({"X-Portkey-Provider": "openai"}), "http://x/", "POST")
+    assert request_decision.get().bound  # bound by its header alone
+
+
+def hooks_reported():
+    from otel_portkey import hooks
+
+    return hooks._reported

@@ -379,8 +379,9 @@ class _CarrierHeaders:
         self._setter.set(self._carrier, self._names.get(name, name), value)
 
     def add(self, new: dict[str, str]) -> None:
-        if self._setter is default_setter:  # ``carrier[name] = value`` each: one ``update`` says it
-            self._carrier.update(new)
+        update = getattr(self._carrier, "update", None)
+        if self._setter is default_setter and update is not None:  # ``carrier[name] = value`` each
+            update(new)
             return
         for name, value in new.items():
             self._setter.set(self._carrier, name, value)

@@ -51,7 +51,8 @@ INSTRUMENTATION_SCOPES = (
 class Decision(NamedTuple):
     """What the bridge's request hook found, in the CLIENT span, just before the client's
     instrumentation injects: the propagator then need not look again. The hook has already set
-    the Portkey headers of a bound request."""
+    the Portkey headers of a bound request. It stays in the context until the next request there,
+    and with it a reference to that request's header mapping (compared by identity, never read)."""
 
     carrier: object  # the header mapping the hook saw (the one injected into next, except for httpx)
     span_id: int
