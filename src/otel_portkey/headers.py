@@ -92,19 +92,6 @@ def portkey_headers(raw: Iterable[tuple[bytes, bytes]], also: tuple[bytes, ...] 
     return found
 
 
-def portkey_header_items(
-    items: Iterable[tuple[object, object]], also: tuple[str, ...] = ()
-) -> dict[str, str]:
-    """:func:`portkey_headers` for a header mapping's ``(name, value)`` items as any client library
-    keeps them (text names in any case): the ``x-portkey-*`` ones and those named in ``also``."""
-    found: dict[str, str] = {}
-    for key, value in items:
-        name = str(key).lower()
-        if name.startswith(PORTKEY_PREFIX) or name in also:
-            found[name] = f"{found[name]}, {value}" if name in found else str(value)
-    return found
-
-
 def fallback_span_name(method: str, path: str) -> str:
     """``POST /v1/chat/completions``: the gateway node's name when the calling operation is unknown."""
     return f"{method.upper()} {path or '/'}"
