@@ -64,7 +64,7 @@ clean:
 OLDEST_VENV ?= .venv-oldest
 IN_PROCESS_TESTS := \
 	tests/test_config.py tests/test_context.py tests/test_composition.py tests/test_exporter.py \
-	tests/test_feedback.py tests/test_header_writer.py tests/test_headers.py tests/test_hooks.py \
+	tests/test_feedback.py tests/test_header_layouts.py tests/test_headers.py tests/test_hooks.py \
 	tests/test_hostile_input.py tests/test_ids.py tests/test_metadata.py tests/test_processor.py \
 	tests/test_streaming.py tests/test_client_hooks.py tests/test_propagation.py tests/test_baggage_trust.py \
 	tests/test_gateway_reading.py tests/test_demo.py tests/test_clients.py tests/test_compat_table.py \
