@@ -39,7 +39,9 @@ def test_the_pinned_versions_layouts_are_recognised(cls, expected, monkeypatch):
     assert layout(cls()) == expected
 
 
-@pytest.mark.parametrize("cls", [CaseInsensitiveDict, HTTPHeaderDict, CIMultiDict, dict])
+@pytest.mark.parametrize(
+    "cls", [httpx.Headers, httpx2.Headers, CaseInsensitiveDict, HTTPHeaderDict, CIMultiDict, dict]
+)
 def test_fast_reads_equal_the_public_api(cls, monkeypatch):
     headers = cls(HEADERS)
     fast = (header_names(headers), header_bytes(headers), portkey_entries(headers))
@@ -47,7 +49,8 @@ def test_fast_reads_equal_the_public_api(cls, monkeypatch):
     monkeypatch.setattr(header_layouts, "_layouts", {cls: ""})
     public = (header_maps.header_names(headers), header_maps.header_bytes(headers))
     assert fast == (*public, header_maps.portkey_entries(headers))
-    assert fast[2] == ({"x-portkey-provider": "openai"}, {"x-portkey-provider": "X-Portkey-Provider"})
+    spelled = "x-portkey-provider" if cls in (httpx.Headers, httpx2.Headers) else "X-Portkey-Provider"
+    assert fast[2] == ({"x-portkey-provider": "openai"}, {"x-portkey-provider": spelled})
     for name in ("x-portkey-provider", "content-type", "x-portkey-absent"):
         assert (
             getter(name)
@@ -91,3 +94,15 @@ def test_an_unknown_headers_class_gets_the_public_api():
     assert headers == {"x-portkey-span-id": "b" * 16}
     assert layout(headers) == ""
     assert header_names(Plain({b"X-Portkey-A": "1", "B": "2"})) == "\nx-portkey-a\nb\n"
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_repeated_httpx_headers_are_joined_as_httpx_joins_them(module):
+    headers = module.Headers([("X-Portkey-Metadata", "{}"), ("x-portkey-metadata", '{"a":"1"}'), ("A", "1")])
+    values, _ = portkey_entries(headers)
+    assert (
+        values
+        == {"x-portkey-metadata": headers["x-portkey-metadata"]}
+        == header_maps.portkey_entries(headers)[0]
+    )
+    assert header_bytes(headers) == sum(len(k) + len(v) + 4 for k, v in headers.raw)

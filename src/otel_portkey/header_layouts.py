@@ -6,6 +6,7 @@ Three header classes are slow through their public API on the bridge's hot path:
   per request cost more than the rest of the request hook. The bridge only adds headers it has
   just seen to be absent, with ASCII names and values, so appending the ``(raw name, lowercase
   name, value)`` triple httpx itself stores (``_list``) is exactly what ``__setitem__`` would do.
+  Its lowercase names, read from the same triples, are searched without decoding each one.
 * requests' ``CaseInsensitiveDict`` and urllib3's ``HTTPHeaderDict`` list their names and values
   through Python generators; their stores (``_store``: lowercase name → ``(name, value)``;
   ``_container``: lowercase name → ``[name, value, ...]``) give the same answers in one C call.
@@ -55,21 +56,22 @@ def layout(headers: Any) -> _Layout:
 
 
 def add_absent(headers: Any, new: Mapping[str, str]) -> None:
-    """Add ``new`` headers (lowercase ASCII names, ASCII values) that an httpx/httpx2 ``Headers``
-    does not have."""
+    """Add ``new`` headers (lowercase ASCII names, ASCII values) that ``headers`` does not have."""
     if layout(headers) == "httpx-list":
         entries = headers._list
         for name, value in new.items():
             raw_name = name.encode("ascii")
             entries.append((raw_name, raw_name, value.encode("ascii")))
-    else:
-        for name, value in new.items():
-            headers[name] = value
+        return
+    for name, value in new.items():
+        headers[name] = value
 
 
 def header_names(headers: Any) -> str:
     """:func:`header_maps.header_names`, from the store when the layout is known."""
     kind = layout(headers)
+    if kind == "httpx-list":
+        return (b"\n" + b"\n".join([entry[1] for entry in headers._list]) + b"\n").decode("latin-1")
     if kind == "requests-store":
         return "\n" + "\n".join(headers._store) + "\n"
     if kind == "urllib3-container":
@@ -80,6 +82,9 @@ def header_names(headers: Any) -> str:
 def header_bytes(headers: Any) -> int:
     """:func:`header_maps.header_bytes`, from the store when the layout is known."""
     kind = layout(headers)
+    if kind == "httpx-list":
+        raw = headers.raw
+        return sum(map(len, itertools.chain.from_iterable(raw))) + 4 * len(raw)
     if kind == "requests-store":
         store = headers._store
         return sum(map(len, itertools.chain.from_iterable(store.values()))) + 4 * len(store)
@@ -95,6 +100,13 @@ def header_bytes(headers: Any) -> int:
 def portkey_entries(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
     """:func:`header_maps.portkey_entries`, from the store when the layout is known."""
     kind = layout(headers)
+    if kind == "httpx-list":
+        values: dict[str, str] = {}
+        for _, lower, raw_value in headers._list:
+            if lower.startswith(b"x-portkey-"):
+                name, value = lower.decode("latin-1"), raw_value.decode("latin-1")  # as httpx decodes
+                values[name] = f"{values[name]}, {value}" if name in values else value
+        return values, {name: name for name in values}  # its lookups ignore case
     if kind == "requests-store":
         found = [(lower, entry) for lower, entry in headers._store.items() if lower.startswith("x-portkey-")]
         return {lower: value for lower, (_, value) in found}, {lower: name for lower, (name, _) in found}

@@ -13,7 +13,6 @@ request time so the response hook reads no request header at all.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -114,11 +113,18 @@ class PortkeyHooks:
         self.on_response(span, request, response)
 
     def on_request(self, span: Span, request: Any) -> None:
-        """Set ``x-portkey-*`` headers on a Portkey-bound request; never raises."""
+        """:meth:`on_client_request` for the httpx/httpx2 instrumentation's ``RequestInfo``; never raises."""
         try:
-            self._add_headers(span, request)
+            headers = request.headers
+            if headers is None:
+                return
+            method = request.method
+            method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
+            url = str(request.url)
         except Exception as error:
             report_once("adding Portkey headers", error)
+            return
+        self.on_client_request(span, headers, url, method)
 
     def on_response(self, span: Span, request: Any, response: Any) -> None:
         """Record the gateway's answer on the call's span; never raises."""
@@ -127,28 +133,10 @@ class PortkeyHooks:
         except Exception as error:
             report_once("recording the Portkey response", error)
 
-    def _add_headers(self, span: Span, request: Any) -> None:
-        headers = request.headers
-        if headers is None:
-            return
-        raw = headers.raw
-        names = (b"\n" + b"\n".join([name for name, _ in raw]) + b"\n").lower()
-        url = str(request.url)
-        context = span.get_span_context()
-        bound = b"\nx-portkey-" in names or h.url_matches_gateway(url, self._settings.gateway_prefixes)
-        request_decision.set(Decision(headers, context.span_id, bound, b"\nbaggage\n" in names))
-        if not bound or not context.is_valid:
-            return
-        method = request.method
-        method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
-        present = h.portkey_headers(raw) if b"\nx-portkey-" in names else {}
-        used = sum(map(len, itertools.chain.from_iterable(raw))) + 4 * len(raw)  # "name: value\r\n"
-        self._bridge(span, present, used, method, url, _HttpxHeaders(headers))
-
     def on_client_request(self, span: Span, headers: Any, url: str, method: str) -> None:
-        """Set ``x-portkey-*`` headers on a Portkey-bound request of requests, urllib, urllib3 or
-        aiohttp, from the client's request hook: ``headers`` is the live mapping its instrumentation
-        injects into next. Tells the propagator what it found; never raises."""
+        """Set ``x-portkey-*`` headers on a Portkey-bound request of any client, from its request
+        hook: ``headers`` is the live mapping its instrumentation injects into next (for httpx, a
+        copy of it). Tells the propagator what it found; never raises."""
         try:
             names = header_layouts.header_names(headers)
             context = span.get_span_context()
@@ -351,21 +339,6 @@ class _HeaderWriter(Protocol):
     def add(self, new: dict[str, str]) -> None: ...
 
 
-class _HttpxHeaders:
-    """Writes into an httpx/httpx2 ``Headers`` (the request hook's live headers)."""
-
-    __slots__ = ("_headers",)
-
-    def __init__(self, headers: Any) -> None:
-        self._headers = headers
-
-    def replace(self, name: str, value: str) -> None:
-        self._headers[name] = value
-
-    def add(self, new: dict[str, str]) -> None:
-        add_absent(self._headers, new)
-
-
 class _CarrierHeaders:
     """Writes into any client's header mapping through the propagator's setter, keeping the
     spelling of a header the caller already set (plain ``dict`` carriers are case-sensitive)."""
@@ -379,9 +352,8 @@ class _CarrierHeaders:
         self._setter.set(self._carrier, self._names.get(name, name), value)
 
     def add(self, new: dict[str, str]) -> None:
-        update = getattr(self._carrier, "update", None)
-        if self._setter is default_setter and update is not None:  # ``carrier[name] = value`` each
-            update(new)
+        if self._setter is default_setter:  # ``carrier[name] = value`` for each
+            add_absent(self._carrier, new)
             return
         for name, value in new.items():
             self._setter.set(self._carrier, name, value)

@@ -25,7 +25,7 @@ that holds the old wrapper works too: a wrapper nested in another one only passe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
@@ -76,12 +76,7 @@ def span_url(span: Any) -> str:
 
 def has_portkey_header(carrier: Any) -> bool:
     """True when a header mapping (any of the HTTP clients' kinds) has an ``x-portkey-*`` name."""
-    raw: Iterable[tuple[bytes, bytes]] | None = getattr(carrier, "raw", None)
-    if isinstance(raw, list):  # httpx / httpx2 Headers: raw byte pairs, no decoding
-        return any(name[:10].lower() == b"x-portkey-" for name, _ in raw)
-    if not hasattr(carrier, "keys"):
-        return False
-    return PORTKEY_NAME in header_layouts.header_names(carrier)
+    return hasattr(carrier, "keys") and PORTKEY_NAME in header_layouts.header_names(carrier)
 
 
 PortkeyRequest = Callable[[Any, Any, Setter[Any]], None]  # span, carrier, setter
