@@ -10,44 +10,36 @@ from collections.abc import Callable
 
 import httpx
 import httpx2
-from harness import interleave_samples, paired_cpu, quiet_gc, sdk_provider, table, timed, us
+from harness import (
+    Config,
+    bare,
+    bridged,
+    instrumented,
+    interleave_samples,
+    paired_cpu,
+    quiet_gc,
+    sdk_provider,
+    table,
+    timed,
+    us,
+)
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from otel_portkey import PortkeyInstrumentor, portkey_metadata
+from otel_portkey import portkey_metadata
 
 MODULES = {"httpx": (httpx, HTTPXClientInstrumentor), "httpx2": (httpx2, HTTPX2ClientInstrumentor)}
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 PORTKEY_HEADERS = {"x-portkey-provider": "openai", "authorization": "Bearer sk-bench"}
 
 
-def configurations(flavour: str, gateway: str) -> dict[str, Callable[[], Callable[[], None]]]:
+def configurations(flavour: str, gateway: str) -> dict[str, Config]:
     _, instrumentor = MODULES[flavour]
-
-    def bare() -> Callable[[], None]:
-        return lambda: None
-
-    def instrumented() -> Callable[[], None]:
-        instrumentor().instrument()
-        return lambda: instrumentor().uninstrument()
-
-    def bridged() -> Callable[[], None]:
-        # The bridge first, as opentelemetry-instrument orders them: the instrumentation then
-        # carries its hooks (an instrumentation made before the bridge gets none).
-        PortkeyInstrumentor().instrument(gateway_urls=[gateway])
-        instrumentor().instrument()
-
-        def teardown() -> None:
-            PortkeyInstrumentor().uninstrument()
-            instrumentor().uninstrument()
-
-        return teardown
-
     return {
         "bare client": bare,
-        "+ httpx instrumentation": instrumented,
-        "+ bridge": bridged,
-        "+ bridge, metadata": bridged,
+        "+ httpx instrumentation": instrumented(instrumentor),
+        "+ bridge": bridged(instrumentor, gateway),
+        "+ bridge, metadata": bridged(instrumentor, gateway),
     }
 
 

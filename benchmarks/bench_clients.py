@@ -23,6 +23,7 @@ import email.message
 import io
 import random
 import statistics
+import time
 import urllib.request
 import urllib.response
 from collections.abc import Callable
@@ -31,7 +32,18 @@ from typing import Any
 import aiohttp
 import requests
 import urllib3
-from harness import interleave_samples, paired_cpu, quiet_gc, sdk_provider, table, timed, us
+from harness import (
+    Config,
+    bridged,
+    instrumented,
+    interleave_samples,
+    paired_cpu,
+    quiet_gc,
+    sdk_provider,
+    table,
+    timed,
+    us,
+)
 from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor, create_trace_config
@@ -40,7 +52,7 @@ from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from yarl import URL as YarlURL
 
-from otel_portkey import PortkeyInstrumentor, client_hooks
+from otel_portkey import client_hooks
 
 GATEWAY = "http://gateway.bench:8787"
 BOUND_URL = f"{GATEWAY}/v1/chat/completions"
@@ -179,8 +191,6 @@ def _aiohttp_calls(url: str, config: aiohttp.TraceConfig, count: int) -> float:
         with tracer.start_as_current_span("chat gpt-4o"):
             await one()
         with quiet_gc():
-            import time
-
             cpu = time.thread_time()
             for _ in range(count):
                 with tracer.start_as_current_span("chat gpt-4o"):
@@ -214,33 +224,14 @@ CLIENTS: dict[str, tuple[Any, Callable[[str], Callable[[], None]] | None, dict[s
 }
 
 
-def _configs(name: str) -> dict[str, Callable[[], Callable[[], None]]]:
+def _configs(name: str) -> dict[str, Config]:
     instrumentor, _, contract = CLIENTS[name]
-
-    def instrumented() -> Callable[[], None]:
-        instrumentor().instrument()
-        return lambda: instrumentor().uninstrument()
-
-    def hand_written() -> Callable[[], None]:
-        instrumentor().instrument(**contract)
-        return lambda: instrumentor().uninstrument()
-
-    def bridged() -> Callable[[], None]:
-        PortkeyInstrumentor().instrument(gateway_urls=[GATEWAY])
-        instrumentor().instrument()  # the bridge's hooks come with it
-
-        def teardown() -> None:
-            instrumentor().uninstrument()
-            PortkeyInstrumentor().uninstrument()
-
-        return teardown
-
     return {
-        "instrumented": instrumented,
-        "hand-written hooks": hand_written,
-        "bridged": bridged,
-        "instrumented, other URL": instrumented,
-        "bridged, other URL": bridged,
+        "instrumented": instrumented(instrumentor),
+        "hand-written hooks": instrumented(instrumentor, **contract),
+        "bridged": bridged(instrumentor, GATEWAY),
+        "instrumented, other URL": instrumented(instrumentor),
+        "bridged, other URL": bridged(instrumentor, GATEWAY),
     }
 
 

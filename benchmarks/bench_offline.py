@@ -21,11 +21,23 @@ import httpcore
 import httpcore2
 import httpx
 import httpx2
-from harness import interleave_samples, paired_cpu, quiet_gc, sdk_provider, table, timed, us
+from harness import (
+    Config,
+    bare,
+    bridged,
+    instrumented,
+    interleave_samples,
+    paired_cpu,
+    quiet_gc,
+    sdk_provider,
+    table,
+    timed,
+    us,
+)
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from otel_portkey import PortkeyInstrumentor, portkey_metadata
+from otel_portkey import portkey_metadata
 
 GATEWAY = "http://gateway.bench:8787"
 URL = f"{GATEWAY}/v1/chat/completions"
@@ -88,41 +100,17 @@ def _client(flavour: str, mode: str) -> Any:
     return module.Client(transport=transport) if mode == "sync" else module.AsyncClient(transport=transport)
 
 
-def _configs(flavour: str) -> dict[str, Callable[[], Callable[[], None]]]:
+def _configs(flavour: str) -> dict[str, Config]:
     instrumentor = FLAVOURS[flavour][2]
-
-    def bare() -> Callable[[], None]:
-        return lambda: None
-
-    def instrumented() -> Callable[[], None]:
-        instrumentor().instrument()
-        return lambda: instrumentor().uninstrument()
-
-    def hand_written() -> Callable[[], None]:
-        instrumentor().instrument(**_contract_hooks())
-        return lambda: instrumentor().uninstrument()
-
-    def bridged() -> Callable[[], None]:
-        # The bridge first, as opentelemetry-instrument orders them: the instrumentation then
-        # carries its hooks (an instrumentation made before the bridge gets none).
-        PortkeyInstrumentor().instrument(gateway_urls=[GATEWAY])
-        instrumentor().instrument()
-
-        def teardown() -> None:
-            PortkeyInstrumentor().uninstrument()
-            instrumentor().uninstrument()
-
-        return teardown
-
     return {
         "bare": bare,
-        "instrumented": instrumented,
+        "instrumented": instrumented(instrumentor),
         # The same inside ``portkey_metadata``: the baggage header the OTel propagator then injects
         # is the app's cost, not the bridge's, so "bridge adds, with metadata" is paired with this.
-        "instrumented, metadata": instrumented,
-        "hand-written hooks": hand_written,
-        "bridged": bridged,
-        "bridged, metadata": bridged,
+        "instrumented, metadata": instrumented(instrumentor),
+        "hand-written hooks": instrumented(instrumentor, **_contract_hooks()),
+        "bridged": bridged(instrumentor, GATEWAY),
+        "bridged, metadata": bridged(instrumentor, GATEWAY),
     }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import email.message
 import io
 import statistics
-import time
 import types
 import urllib.request
 from collections.abc import Callable
@@ -28,7 +27,8 @@ import httpx
 import requests
 import urllib3
 from bench_clients import ANSWER, ANSWER_HEADERS, BOUND_URL, CLIENTS, GATEWAY, GATEWAY_HEADERS, OTHER_URL
-from harness import quiet_gc, sdk_provider, table, us
+from bench_offline import _contract_hooks as httpx_contract_hooks
+from harness import Samples, bare, interleave_samples, paired_cpu, sdk_provider, table, timed, us
 from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
@@ -102,14 +102,6 @@ MAKERS: dict[str, tuple[Callable[[str, dict[str, str]], tuple[Request, tuple[Any
 }
 
 
-def _per_call(count: int, body: Callable[[], None]) -> float:
-    with quiet_gc():
-        start = time.thread_time()
-        for _ in range(count):
-            body()
-        return (time.thread_time() - start) / count
-
-
 def _bodies(name: str, url: str, plain: Any, wrapped: Any, span: Any) -> dict[str, Callable[[], None]]:
     make, hooks_name = MAKERS[name]
     headers = {**SDK_HEADERS, **(GATEWAY_HEADERS if url == BOUND_URL else {})}
@@ -163,11 +155,7 @@ def _args_with(name: str, request_args: tuple[Any, ...], carrier: Any) -> tuple[
 
 
 def _contract_hooks(name: str) -> dict[str, Any]:
-    if name == "httpx":
-        from bench_offline import _contract_hooks as httpx_contract
-
-        return httpx_contract()
-    return CLIENTS[name][2]
+    return httpx_contract_hooks() if name == "httpx" else CLIENTS[name][2]
 
 
 def bench(count: int, rounds: int) -> tuple[str, dict[str, float], dict[str, float]]:
@@ -181,7 +169,7 @@ def bench(count: int, rounds: int) -> tuple[str, dict[str, float], dict[str, flo
     rows, not_bound, beyond = [], {}, {}
     try:
         for name in MAKERS:
-            samples: dict[str, list[float]] = {}
+            samples: Samples = {}
             for url, keys in ((OTHER_URL, ("plain", "bridge")), (BOUND_URL, ("plain", "contract", "bridge"))):
                 span = tracer.start_span(
                     "POST",
@@ -191,18 +179,20 @@ def bench(count: int, rounds: int) -> tuple[str, dict[str, float], dict[str, flo
                 )
                 with trace.use_span(span, end_on_exit=True):
                     bodies = _bodies(name, url, plain, wrapped, span)
-                    for round_number in range(rounds):
-                        shift = round_number % len(keys)
-                        for key in keys[shift:] + keys[:shift]:
-                            samples.setdefault(f"{url} {key}", []).append(_per_call(count, bodies[key]))
-            not_bound[name] = _paired(samples, f"{OTHER_URL} bridge", f"{OTHER_URL} plain")
-            contract = _paired(samples, f"{BOUND_URL} contract", f"{BOUND_URL} plain")
-            bridge = _paired(samples, f"{BOUND_URL} bridge", f"{BOUND_URL} plain")
+                    measured = interleave_samples(
+                        dict.fromkeys(keys, bare),
+                        lambda key, bodies=bodies: timed(count, bodies[key]),
+                        rounds,
+                    )
+                samples.update({f"{url} {key}": values for key, values in measured.items()})
+            not_bound[name] = paired_cpu(samples, f"{OTHER_URL} bridge", f"{OTHER_URL} plain")
+            contract = paired_cpu(samples, f"{BOUND_URL} contract", f"{BOUND_URL} plain")
+            bridge = paired_cpu(samples, f"{BOUND_URL} bridge", f"{BOUND_URL} plain")
             beyond[name] = bridge - contract
             rows.append(
                 [
                     name,
-                    us(statistics.median(samples[f"{OTHER_URL} plain"])),
+                    us(statistics.median(cpu for cpu, _ in samples[f"{OTHER_URL} plain"])),
                     us(not_bound[name]),
                     us(contract),
                     us(bridge),
@@ -222,7 +212,3 @@ def bench(count: int, rounds: int) -> tuple[str, dict[str, float], dict[str, flo
     ]
     title = f"The seam per client ({count} requests x {rounds} interleaved rounds, paired CPU medians)"
     return table(title, header, rows), not_bound, beyond
-
-
-def _paired(samples: dict[str, list[float]], minuend: str, subtrahend: str) -> float:
-    return statistics.median(a - b for a, b in zip(samples[minuend], samples[subtrahend], strict=True))

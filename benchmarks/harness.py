@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from otel_portkey import PortkeyInstrumentor
 from otel_portkey.testing.gateway import free_port
 
 
@@ -56,10 +57,43 @@ def model_server() -> Iterator[str]:
 
 
 Samples = dict[str, list[tuple[float, float]]]
+Config = Callable[[], Callable[[], None]]  # sets a configuration up and returns its tear-down
+
+
+def bare() -> Callable[[], None]:
+    """No configuration: nothing to set up or tear down."""
+    return lambda: None
+
+
+def instrumented(instrumentor: Any, **hooks: Any) -> Config:
+    """The client instrumentation alone, given ``hooks`` (the hand-written contract's, or none)."""
+
+    def setup() -> Callable[[], None]:
+        instrumentor().instrument(**hooks)
+        return lambda: instrumentor().uninstrument()
+
+    return setup
+
+
+def bridged(instrumentor: Any, gateway: str) -> Config:
+    """The bridge, then the client instrumentation, in the order ``opentelemetry-instrument`` makes
+    them: the instrumentation then carries the bridge's hooks (one made before it gets none)."""
+
+    def setup() -> Callable[[], None]:
+        PortkeyInstrumentor().instrument(gateway_urls=[gateway])
+        instrumentor().instrument()
+
+        def teardown() -> None:
+            instrumentor().uninstrument()
+            PortkeyInstrumentor().uninstrument()
+
+        return teardown
+
+    return setup
 
 
 def interleave_samples(
-    configs: dict[str, Callable[[], Callable[[], None]]],
+    configs: dict[str, Config],
     run: Callable[[str], tuple[float, float]],
     rounds: int,
 ) -> Samples:
@@ -82,7 +116,7 @@ def interleave_samples(
 
 
 def interleave(
-    configs: dict[str, Callable[[], Callable[[], None]]],
+    configs: dict[str, Config],
     run: Callable[[str], tuple[float, float]],
     rounds: int,
 ) -> dict[str, tuple[float, float]]:
