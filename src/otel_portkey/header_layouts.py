@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import header_maps
+from .headers import portkey_headers
 
 _PROBE = "x-otel-portkey-probe"
 _Layout = str  # "httpx-list", "requests-store", "urllib3-container" or "" (public API only)
@@ -101,11 +102,7 @@ def portkey_entries(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
     """:func:`header_maps.portkey_entries`, from the store when the layout is known."""
     kind = layout(headers)
     if kind == "httpx-list":
-        values: dict[str, str] = {}
-        for _, lower, raw_value in headers._list:
-            if lower.startswith(b"x-portkey-"):
-                name, value = lower.decode("latin-1"), raw_value.decode("latin-1")  # as httpx decodes
-                values[name] = f"{values[name]}, {value}" if name in values else value
+        values = portkey_headers(headers.raw)
         return values, {name: name for name in values}  # its lookups ignore case
     if kind == "requests-store":
         found = [(lower, entry) for lower, entry in headers._store.items() if lower.startswith("x-portkey-")]
