@@ -96,3 +96,11 @@ $(OLDEST_VENV)/.installed-stamp: pyproject.toml constraints.txt constraints-olde
 test-oldest: $(OLDEST_VENV)/.installed-stamp
 	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -E '^opentelemetry-(api|sdk|instrumentation|instrumentation-httpx|exporter-otlp-proto-http) '
 	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider $(IN_PROCESS_TESTS)
+
+# The OTel HTTP client instrumentations' own published test suites (httpx, requests, urllib,
+# urllib3, aiohttp-client: their sdists at the versions constraints.txt pins), each run plain and
+# under opentelemetry-instrument with the bridge attached, in a virtualenv of their own
+# (.venv-peers, made by peers/run.py); any difference in passed/failed/skipped tests fails.
+.PHONY: test-peers
+test-peers:
+	$(PYTHON) peers/run.py

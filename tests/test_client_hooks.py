@@ -204,3 +204,154 @@ def test_a_client_instrumented_on_its_own_is_bridged_on_the_request_side(model, 
     assert sent["x-portkey-parent-span-id"] == format(span.context.span_id, "016x")
     assert sent["x-portkey-span-name"] == "caller"
     assert "portkey.provider" not in span.attributes, "no response side on such a client"
+
+
+# Each instrumentation's documented hook semantics, kept when the bridge composes its hooks with
+# the user's (issue 18): a hook the instrumentation would not call is not called with the bridge
+# either (the bridge's own hook still runs), and a user's hook that raises raises as it does
+# without the bridge. `make test-peers` checks the same on the instrumentations' own test suites.
+from unittest import mock  # noqa: E402
+
+from clients_all import CLIENTS as ALL_CLIENTS  # noqa: E402
+
+ASYNC_CALLS = {"httpx2 async"}  # the clients_all entries that send with an async client
+
+
+class HookError(Exception):
+    pass
+
+
+def hook_keys(name):
+    if name in ASYNC_CALLS:
+        return "async_request_hook", "async_response_hook"
+    return "request_hook", "response_hook"
+
+
+def instrument_as_opentelemetry_instrument_does(model, instrumentor_class, **hooks):
+    bridge_module._auto_instrumentation_starting()
+    PortkeyInstrumentor().instrument(gateway_urls=gateway(model))
+    instrumentor_class().instrument(**hooks)
+    bridge_module._auto_instrumentation_finished()
+
+
+def chat(model, call):
+    model.add_response_headers({"x-portkey-provider": "openai"})
+    with trace.get_tracer("t").start_as_current_span("app"):
+        return call(f"http://127.0.0.1:{model.port}/v1/chat/completions", {}, {"model": "m", "messages": []})
+
+
+def assert_bridged(model, spans):
+    assert "x-portkey-trace-id" in model.received[-1].headers, "the bridge's request side ran"
+    (span,) = [s for s in spans.all() if s.kind == trace.SpanKind.CLIENT]
+    assert span.attributes["portkey.provider"] == "openai", "the bridge's response hook ran"
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_an_async_httpx_hook_that_is_not_a_coroutine_function_stays_ignored(model, spans, flavour):
+    """httpx takes ``async_request_hook``/``async_response_hook`` only if they are coroutine
+    functions and silently ignores anything else; with the bridge too."""
+    seen = []
+
+    def plain(span, *args):
+        seen.append(args)
+
+    instrument_as_opentelemetry_instrument_does(
+        model, INSTRUMENTORS[flavour], async_request_hook=plain, async_response_hook=plain
+    )
+    model.add_response_headers({"x-portkey-provider": "openai"})
+    with trace.get_tracer("t").start_as_current_span("app"):
+        post(flavour, "async", f"http://127.0.0.1:{model.port}/v1/chat/completions")
+    assert seen == []
+    assert_bridged(model, spans)
+
+
+@pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+def test_coroutine_async_httpx_hooks_run_before_the_bridges(model, spans, flavour):
+    seen = []
+
+    async def request_hook(span, request):
+        seen.append(("request", request.headers.get("x-portkey-trace-id")))
+
+    async def response_hook(span, request, response):
+        seen.append(("response", "portkey.provider" in span.attributes))
+
+    instrument_as_opentelemetry_instrument_does(
+        model, INSTRUMENTORS[flavour], async_request_hook=request_hook, async_response_hook=response_hook
+    )
+    model.add_response_headers({"x-portkey-provider": "openai"})
+    with trace.get_tracer("t").start_as_current_span("app"):
+        post(flavour, "async", f"http://127.0.0.1:{model.port}/v1/chat/completions")
+    assert seen == [("request", None), ("response", False)], "the user's hooks ran first"
+    assert_bridged(model, spans)
+
+
+@pytest.mark.parametrize("name", list(ALL_CLIENTS))
+def test_a_hook_that_is_not_callable_stays_ignored_by_every_client(model, spans, name):
+    """Every instrumentation calls a hook only ``if callable(hook)``; a non-callable one is
+    ignored, with the bridge as without it."""
+    instrumentor_class, call = ALL_CLIENTS[name]
+    hooks = dict.fromkeys(hook_keys(name), "not a hook")
+    instrumentor_class().instrument(**hooks)  # without the bridge: ignored
+    assert chat(model, call) == 200
+    instrumentor_class().uninstrument()
+    spans.clear()
+
+    instrument_as_opentelemetry_instrument_does(model, instrumentor_class, **hooks)
+    assert chat(model, call) == 200
+    assert_bridged(model, spans)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_CLIENTS if n not in ASYNC_CALLS])
+def test_a_mock_hook_is_called_by_every_client(model, spans, name):
+    """A ``Mock`` answers every attribute (the bridge's mark of its own composed hooks too): it is
+    still the user's hook, and called."""
+    instrumentor_class, call = ALL_CLIENTS[name]
+    request_hook, response_hook = mock.Mock(), mock.Mock()
+    instrument_as_opentelemetry_instrument_does(
+        model, instrumentor_class, request_hook=request_hook, response_hook=response_hook
+    )
+    assert chat(model, call) == 200
+    assert request_hook.call_count == 1
+    assert response_hook.call_count >= 1  # aiohttp calls it on each end of the request it sees
+    assert_bridged(model, spans)
+
+
+def outcome_of_a_raising_hook(model, name, which, instrument):
+    """Instrument ``name`` (with ``instrument``) with a hook that raises, make one call; returns
+    (the exception it raised or None, whether the hook ran)."""
+    instrumentor_class, call = ALL_CLIENTS[name]
+    ran = []
+
+    def raising(*args):
+        ran.append(1)
+        raise HookError(which)
+
+    async def raising_async(*args):
+        raising()
+
+    key = hook_keys(name)[0 if which == "request" else 1]
+    instrument(instrumentor_class, **{key: raising_async if name in ASYNC_CALLS else raising})
+    try:
+        chat(model, call)
+    except Exception as error:  # whatever the client lets through
+        raised = error
+    else:
+        raised = None
+    instrumentor_class().uninstrument()
+    return raised, bool(ran)
+
+
+@pytest.mark.parametrize("which", ["request", "response"])
+@pytest.mark.parametrize("name", list(ALL_CLIENTS))
+def test_a_users_hook_that_raises_behaves_as_without_the_bridge(model, spans, name, which):
+    without = outcome_of_a_raising_hook(model, name, which, lambda cls, **hooks: cls().instrument(**hooks))
+    with_bridge = outcome_of_a_raising_hook(
+        model,
+        name,
+        which,
+        lambda cls, **hooks: instrument_as_opentelemetry_instrument_does(model, cls, **hooks),
+    )
+    assert without[1], "the hook ran without the bridge"
+    assert with_bridge[1], "the hook ran with the bridge"
+    assert type(with_bridge[0]) is type(without[0]), (with_bridge[0], without[0])
+    assert str(with_bridge[0]) == str(without[0])

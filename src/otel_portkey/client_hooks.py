@@ -182,16 +182,33 @@ CLIENTS = (
 HTTPX_CLIENTS = CLIENTS[:2]  # the bridge instruments these itself when nobody else does
 
 
-def _composed(user: Callable[..., Any] | None, ours: Callable[..., Any]) -> Callable[..., Any]:
-    """``user`` then ``ours``, as one hook of the same kind (coroutine functions stay coroutines)."""
-    if user is None or getattr(user, _MARK, False):
+def _called_as(user: Any, ours: Callable[..., Any]) -> bool:
+    """Whether the instrumentation would call ``user``, passed alone where ``ours`` goes.
+
+    Each one documents and checks its hooks so: all of them call a hook only when it is
+    ``callable``, and httpx takes an ``async_request_hook`` / ``async_response_hook`` only when it
+    is a coroutine function (``inspect.iscoroutinefunction``, as it tests it), silently ignoring
+    anything else. The bridge's coroutine hooks are exactly those two.
+    """
+    if inspect.iscoroutinefunction(ours):
+        return inspect.iscoroutinefunction(user)
+    return callable(user)
+
+
+def _composed(user: Any, ours: Callable[..., Any]) -> Callable[..., Any]:
+    """``user`` then ``ours``, as one hook of the same kind (coroutine functions stay coroutines).
+
+    A ``user`` hook the instrumentation would ignore (see ``_called_as``) is ignored here too,
+    and only ``ours`` runs. An exception from ``user`` leaves the composed hook as it would leave
+    the instrumentation's own call of it (``ours`` does not run then).
+    """
+    # ``is True``: any attribute of a ``Mock`` hook is a truthy Mock, and a Mock is a hook to call
+    if user is None or getattr(user, _MARK, False) is True or not _called_as(user, ours):
         composed = ours
     elif inspect.iscoroutinefunction(ours):
 
         async def composed(*args: Any) -> None:
-            result = user(*args)
-            if inspect.isawaitable(result):
-                await result
+            await user(*args)
             await ours(*args)
 
     else:
