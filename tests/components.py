@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,36 @@ class Jaeger(_Process):
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.ports['OTLP_HTTP']}"
 
+    def search(self, service: str, timeout: float = 30) -> list[str]:
+        """The ids of the traces of ``service`` from the last hour (``GET /api/v3/traces``),
+        waiting up to ``timeout`` for the first one to be stored."""
+        now = time.time()
+        window = {
+            "query.service_name": service,
+            "query.num_traces": "20",
+            "query.start_time_min": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
+            "query.start_time_max": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+        }
+        url = f"http://127.0.0.1:{self.ports['QUERY_HTTP']}/api/v3/traces?{urllib.parse.urlencode(window)}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.load(response)
+                ids = {
+                    trace_id_hex(span["traceId"])
+                    for resource_spans in body["result"]["resourceSpans"]
+                    for scope_spans in resource_spans.get("scopeSpans", [])
+                    for span in scope_spans.get("spans", [])
+                }
+            except urllib.error.HTTPError as error:
+                if error.code != 404:
+                    raise
+                ids = set()
+            if ids or time.monotonic() > deadline:
+                return sorted(ids)
+            time.sleep(0.3)
+
     def trace(self, trace_id: str, spans: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
         """The spans of one trace from ``GET /api/v3/traces/{id}`` (OTLP-JSON).
 
@@ -138,8 +169,17 @@ class Jaeger(_Process):
 class Collector(_Process):
     """The Collector distribution running the shipped collector-config.yaml on loopback ports."""
 
-    def __init__(self, binary: str, jaeger_otlp_grpc: str, portkey_endpoint: str, api_key: str) -> None:
-        self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
+    def __init__(
+        self,
+        binary: str,
+        jaeger_otlp_grpc: str,
+        portkey_endpoint: str,
+        api_key: str,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        self.grpc_port, self.http_port = grpc_port or free_port(), http_port or free_port()
+        self.health_port = free_port()
         env = {
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
@@ -156,6 +196,13 @@ class Collector(_Process):
     @property
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+
+def trace_id_hex(value: str) -> str:
+    """An OTLP-JSON trace id (hex, or base64 in some encoders) as 32 lowercase hex characters."""
+    if len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return value.lower()
+    return base64.b64decode(value, validate=True).hex()
 
 
 def span_id(span: dict[str, Any], key: str = "spanId") -> str:

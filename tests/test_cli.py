@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from otel_portkey.doctor import diagnose
 from otel_portkey.testing import ANSWER
 from otel_portkey.testing.gateway import free_port
 from otel_portkey.testing.otlp_receiver import OtlpReceiver
@@ -148,73 +147,6 @@ def test_ctrl_c_stops_everything(oss_gateway):
     assert gateway_processes(port) == []
 
 
-def test_doctor_all_good(oss_gateway):
-    with OtlpReceiver() as collector:
-        report = diagnose(
-            {
-                "PORTKEY_GATEWAY_URL": oss_gateway.base_url,
-                "OTEL_TRACES_EXPORTER": "otlp",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-                "PORTKEY_API_KEY": "pk-very-secret-value",
-                "OTEL_PORTKEY_METADATA": "team=search",
-            }
-        )
-    text = report.text()
-    assert report.problems == []
-    assert "pk-very-secret-value" not in text
-    assert "PORTKEY_API_KEY=<set, 20 chars>" in text
-    assert f"gateway {oss_gateway.base_url}: reachable" in text
-    assert "the bridge (otel_portkey) would be active" in text
-    assert "x-portkey-trace-id: 4bf92f3577b34da6a3ce929d0e0e4736" in text
-    assert 'x-portkey-metadata: {"team":"search"}' in text
-    assert "All good" in text
-
-
-def test_doctor_names_each_problem_with_a_fix():
-    dead = f"http://127.0.0.1:{free_port()}"
-    report = diagnose(
-        {
-            "OTEL_PORTKEY_GATEWAY_URLS": f"{dead},ftp://nope",
-            "OTEL_PORTKEY_TRACE_ID_POLICY": "clobber",
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_portkey",
-            "OTEL_TRACES_EXPORTER": "otlp,portkey",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": dead,
-            "OTEL_EXPORTER_PORTKEY_ENDPOINT": dead,
-        }
-    )
-    problems = dict(report.problems)
-    assert any("ftp://nope" in what for what in problems)
-    assert any("clobber" in what for what in problems)
-    assert problems["the bridge is disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].startswith(
-        "remove otel_portkey"
-    )
-    assert problems[f"gateway {dead} is not reachable (Connection refused)"].startswith("start it")
-    assert "PORTKEY_API_KEY is not set" in " ".join(problems)
-    assert any(what.startswith(f"the OTLP endpoint {dead}") for what in problems)
-
-
-def test_doctor_exit_codes():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
-    bad = subprocess.run(
-        [CLI, "doctor"],
-        env={**env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert bad.returncode == 1
-    assert "fix:" in bad.stdout
-    with OtlpReceiver() as collector:
-        good = subprocess.run(
-            [CLI, "doctor"],
-            env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    assert good.returncode == 0, good.stdout
-
-
 MISSING_EXTRA = "otel-portkey demo needs the 'demo' extra: pip install 'otel-portkey[demo]' (missing: {})"
 
 
@@ -250,26 +182,3 @@ def test_demo_checks_every_module_before_starting_anything(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err == MISSING_EXTRA.format("portkey-ai, opentelemetry-distro") + "\n"
-
-
-def test_doctors_sample_is_made_by_the_code_that_makes_real_calls():
-    """The sample carries what a real call would: the service and the Jaeger link too."""
-    import json
-
-    from otel_portkey.config import PortkeySettings
-    from otel_portkey.doctor import sample_call_headers
-
-    env = {
-        "OTEL_SERVICE_NAME": "checkout",
-        "OTEL_PORTKEY_JAEGER_UI_URL": "http://jaeger.test:16686",
-        "OTEL_PORTKEY_METADATA": "team=search",
-    }
-    sample = sample_call_headers(PortkeySettings.from_env(env), env)
-    assert sample["x-portkey-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert sample["x-portkey-span-name"] == "chat gpt-4o"
-    assert len(sample["x-portkey-parent-span-id"]) == len(sample["x-portkey-span-id"]) == 16
-    assert json.loads(sample["x-portkey-metadata"]) == {
-        "team": "search",
-        "service": "checkout",
-        "jaeger_trace": "http://jaeger.test:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
-    }

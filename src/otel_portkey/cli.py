@@ -1,4 +1,4 @@
-"""The ``otel-portkey`` command: ``demo`` and ``doctor``."""
+"""The ``otel-portkey`` command: ``demo``, ``gateway`` and ``doctor``."""
 
 from __future__ import annotations
 
@@ -39,12 +39,23 @@ def main(argv: list[str] | None = None) -> int:
         "--question", help="ask the agent something else (offline, the scripted model plays its script)"
     )
     demo.add_argument("--port", type=int, help="start the OSS gateway on this port (default: a free one)")
+    gateway = commands.add_parser(
+        "gateway",
+        help="run the pinned OSS Portkey gateway and a scripted model on loopback, to try your own app",
+    )
+    gateway.add_argument(
+        "--port", type=int, default=8787, help="where apps reach the gateway (default: 8787)"
+    )
     commands.add_parser(
         "doctor", help="show settings, versions, reachability and the headers a call would carry"
     )
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return _doctor()
+    if args.command == "gateway":
+        from .local_gateway import serve
+
+        return serve(args.port)
     return _demo(args)
 
 

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import http.client
+import importlib
 import logging
 import os
+import re
 import socket
-from dataclasses import dataclass, field
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.environment_variables import (
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_TRACES_EXPORTER,
+)
+from opentelemetry.instrumentation.dependencies import (
+    get_dependency_conflicts,
+    get_dist_dependency_conflicts,
+)
 from opentelemetry.propagators.textmap import default_setter
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_RESOURCE_ATTRIBUTES,
     OTEL_SERVICE_NAME,
 )
@@ -42,11 +61,14 @@ PACKAGES: Final = (
     "opentelemetry-instrumentation",
     "opentelemetry-instrumentation-httpx",
     "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-exporter-otlp-proto-grpc",
+    "opentelemetry-distro",
     "opentelemetry-instrumentation-genai-langchain",
     "opentelemetry-instrumentation-genai-openai",
     "opentelemetry-instrumentation-genai-portkey",
 )
-SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "AUTHORIZATION")
+SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "AUTHORIZATION", "CREDENTIALS", "HEADERS")
+SECRET_WORDS_SET: Final = frozenset(SECRET_WORDS)
 SAMPLE_TRACE_ID: Final = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SAMPLE_SPAN_ID: Final = 0x00F067AA0BA902B7
 
@@ -76,10 +98,16 @@ class Report:
 
 
 def mask(name: str, value: str) -> str:
-    """Secrets shown by length only: ``PORTKEY_API_KEY=<set, 32 chars>``."""
-    if any(word in name.upper() for word in SECRET_WORDS):
+    """Secrets shown by length only: ``PORTKEY_API_KEY=<set, 32 chars>`` (a word of the name is
+    KEY, TOKEN, ...; ``PORTKEY`` alone is not); a password inside a URL is replaced by ``***``."""
+    if SECRET_WORDS_SET & set(name.upper().split("_")):
         return f"<set, {len(value)} chars>"
-    return value
+    return redact_url(value)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return re.sub(r"(://[^/@:\s]*:)[^/@\s]*@", r"\1***@", text)
 
 
 def reachable(url: str, timeout: float = 1.5) -> str | None:
@@ -102,8 +130,9 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def diagnose(env: dict[str, str] | None = None) -> Report:
-    """Check this environment; pure apart from reading package metadata and opening sockets."""
+def diagnose(env: dict[str, str] | None = None, probe: _Probe | None = None) -> Report:
+    """Check this environment; pure apart from reading package metadata and opening sockets
+    (``probe`` tries one OTLP export against its endpoint; the default sends an empty one)."""
     env = dict(os.environ if env is None else env)
     report = Report()
     capture = _Warnings()
@@ -133,7 +162,7 @@ def diagnose(env: dict[str, str] | None = None) -> Report:
         report.add(f"  {name}={mask(name, env[name])}")
     if not names:
         report.add("  (no OTEL_PORTKEY_* or PORTKEY_* variable set: defaults)")
-    report.add(f"  gateways: {', '.join(settings.gateway_prefixes)}")
+    report.add(f"  gateways: {redact_url(', '.join(settings.gateway_prefixes))}")
     report.add(f"  trace id policy: {settings.trace_id_policy}")
 
     report.add("")
@@ -150,6 +179,7 @@ def diagnose(env: dict[str, str] | None = None) -> Report:
         )
 
     _instrumentations(report, env)
+    _exporters(report, env, probe or _probe)
     _reachability(report, env, settings)
 
     report.add("")
@@ -192,14 +222,30 @@ def _installed(package: str) -> bool:
     return True
 
 
+def _would_instrument(entry_point: metadata.EntryPoint) -> bool:
+    """Whether ``opentelemetry-instrument`` would instrument with this entry point: its package's
+    declared libraries are installed, and so are the instrumentor's own (one package can serve
+    several libraries: opentelemetry-instrumentation-httpx serves httpx and httpx2)."""
+    try:
+        if entry_point.dist is not None and get_dist_dependency_conflicts(entry_point.dist) is not None:
+            return False
+        instrumentor = entry_point.load()
+        dependencies = getattr(instrumentor(), "instrumentation_dependencies", lambda: ())()
+        return get_dependency_conflicts(dependencies) is None
+    except Exception:  # it would fail to load there too
+        return False
+
+
 def _instrumentations(report: Report, env: dict[str, str]) -> None:
     disabled = {
         name.strip()
         for name in env.get(ev.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
         if name.strip()
     }
-    names = sorted({ep.name for ep in metadata.entry_points(group="opentelemetry_instrumentor")})
-    loading = [name for name in names if name not in disabled and "*" not in disabled]
+    entry_points = metadata.entry_points(group="opentelemetry_instrumentor")
+    names = sorted({ep.name for ep in entry_points})
+    usable = {ep.name for ep in entry_points if _would_instrument(ep)}
+    loading = [name for name in names if name in usable and name not in disabled and "*" not in disabled]
     report.add("")
     report.add("Under opentelemetry-instrument")
     report.add(f"  instrumentations that would load: {', '.join(loading) or 'none'}")
@@ -220,38 +266,262 @@ def _state(reason: str | None) -> str:
     return "reachable" if reason is None else f"NOT reachable ({reason})"
 
 
+# ---- OTLP: what opentelemetry-instrument will export, resolved as the SDK resolves it -------------
+
+SIGNALS: Final = ("traces", "metrics", "logs")
+_EXPORTER_ENV: Final = {
+    "traces": OTEL_TRACES_EXPORTER,
+    "metrics": OTEL_METRICS_EXPORTER,
+    "logs": OTEL_LOGS_EXPORTER,
+}
+_PROTOCOL_ENV: Final = {
+    "traces": OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    "metrics": OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    "logs": OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+}
+_ENDPOINT_ENV: Final = {
+    "traces": OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    "metrics": OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    "logs": OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+}
+GRPC: Final = "grpc"
+HTTP_PROTOBUF: Final = "http/protobuf"
+_ENTRY_POINT_BY_PROTOCOL: Final = {GRPC: "otlp_proto_grpc", HTTP_PROTOBUF: "otlp_proto_http"}
+_PACKAGE_BY_ENTRY_POINT: Final = {
+    "otlp_proto_grpc": "opentelemetry-exporter-otlp-proto-grpc",
+    "otlp_proto_http": "opentelemetry-exporter-otlp-proto-http",
+}
+DISTRO_DEFAULTS: Final = {  # what opentelemetry-distro sets when the variable is unset
+    OTEL_TRACES_EXPORTER: "otlp",
+    OTEL_METRICS_EXPORTER: "otlp",
+    OTEL_LOGS_EXPORTER: "otlp",
+    OTEL_EXPORTER_OTLP_PROTOCOL: GRPC,
+}
+LOGGING_AUTO_INSTRUMENTATION: Final = "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"
+
+
+@dataclass(frozen=True)
+class OtlpExport:
+    """One signal's OTLP exporter as ``opentelemetry-instrument`` will make it."""
+
+    signal: str  # traces, metrics or logs
+    entry_point: str  # otlp_proto_grpc or otlp_proto_http (group opentelemetry_<signal>_exporter)
+    protocol: str  # grpc or http/protobuf
+    endpoint: str  # http/protobuf: the full URL posted to; grpc: the target URL
+    protocol_source: str  # the variable that chose the protocol, or the default that did
+
+    @property
+    def package(self) -> str:
+        return _PACKAGE_BY_ENTRY_POINT[self.entry_point]
+
+
+def effective_environment(env: Mapping[str, str], distro: bool) -> dict[str, str]:
+    """``env`` as the SDK will read it: with opentelemetry-distro, its defaults filled in."""
+    return {**DISTRO_DEFAULTS, **env} if distro else dict(env)
+
+
+def otlp_exports(env: Mapping[str, str], signal: str) -> list[OtlpExport]:
+    """The OTLP exporters of ``signal`` in ``env`` (an :func:`effective_environment`), resolved as the
+    SDK's configurator does: ``otlp`` is gRPC unless ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`` or
+    ``OTEL_EXPORTER_OTLP_PROTOCOL`` says ``http/protobuf``; ``otlp_proto_http`` / ``otlp_proto_grpc``
+    name the protocol themselves. Raises ``ValueError`` for a protocol the SDK refuses."""
+    names = [n.strip() for n in (env.get(_EXPORTER_ENV[signal]) or "").split(",") if n.strip()]
+    exports = []
+    for name in names:
+        if name == "otlp":
+            source = _PROTOCOL_ENV[signal] if env.get(_PROTOCOL_ENV[signal]) else OTEL_EXPORTER_OTLP_PROTOCOL
+            protocol = (env.get(source) or GRPC).strip()
+            if not env.get(source):
+                source = "the SDK's default"
+            if protocol not in _ENTRY_POINT_BY_PROTOCOL:
+                raise ValueError(f"{source}={protocol!r} is not grpc or http/protobuf")
+        elif name in _PACKAGE_BY_ENTRY_POINT:
+            protocol = next(p for p, e in _ENTRY_POINT_BY_PROTOCOL.items() if e == name)
+            source = _EXPORTER_ENV[signal]
+        else:
+            continue
+        exports.append(
+            OtlpExport(
+                signal, _ENTRY_POINT_BY_PROTOCOL[protocol], protocol, _endpoint(env, signal, protocol), source
+            )
+        )
+    return exports
+
+
+def _endpoint(env: Mapping[str, str], signal: str, protocol: str) -> str:
+    own = env.get(_ENDPOINT_ENV[signal])
+    if own:
+        return own
+    if protocol == GRPC:
+        return env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or "http://localhost:4317"
+    base = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or "http://localhost:4318"
+    return f"{base.removesuffix('/')}/v1/{signal}"
+
+
+def has_entry_point(group: str, name: str) -> bool:
+    return any(ep.name == name for ep in metadata.entry_points(group=group))
+
+
+def probe_http(url: str, timeout: float = 3.0) -> str | None:
+    """None when ``url`` takes an (empty) OTLP/HTTP protobuf export, else what went wrong."""
+    request = urllib.request.Request(
+        url, data=b"", method="POST", headers={"Content-Type": "application/x-protobuf"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as error:
+        return f"it answered HTTP {error.code}"
+    except urllib.error.URLError as error:
+        reason = error.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    except (http.client.HTTPException, ConnectionError) as error:
+        return f"it does not answer HTTP/1.1 ({type(error).__name__}): is it a gRPC port?"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+
+
+_GRPC_SERVICES: Final = {  # signal -> (package, service stub, request message)
+    "traces": ("trace", "TraceServiceStub", "ExportTraceServiceRequest"),
+    "metrics": ("metrics", "MetricsServiceStub", "ExportMetricsServiceRequest"),
+    "logs": ("logs", "LogsServiceStub", "ExportLogsServiceRequest"),
+}
+
+
+def probe_grpc(url: str, signal: str, timeout: float = 3.0) -> str | None:
+    """None when ``url`` takes an (empty) OTLP/gRPC export of ``signal``, else what went wrong.
+    Uses grpcio and the OTLP stubs, which the gRPC exporter brings."""
+    import grpc  # type: ignore[import-untyped,unused-ignore]
+
+    package, stub, message = _GRPC_SERVICES[signal]
+    base = f"opentelemetry.proto.collector.{package}.v1.{package}_service_pb2"
+    services: Any = importlib.import_module(f"{base}_grpc")
+    request = getattr(importlib.import_module(base), message)()
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 4317)}"
+    channel = (
+        grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        if parts.scheme == "https"
+        else grpc.insecure_channel(target)
+    )
+    try:
+        getattr(services, stub)(channel).Export(request, timeout=timeout)
+        return None
+    except grpc.RpcError as error:
+        details = str(error.details())
+        if "Failed parsing HTTP/2" in details:  # what grpcio says of an HTTP/1.1 server
+            return "it answers HTTP/1.1, not gRPC"
+        if "Connection refused" in details:
+            return "Connection refused"
+        return f"{error.code().name}: {details[-200:]}"
+    finally:
+        channel.close()
+
+
+_Probe = Callable[[OtlpExport], "str | None"]
+
+
+def _probe(export: OtlpExport) -> str | None:
+    if export.protocol == GRPC:
+        return probe_grpc(export.endpoint, export.signal)
+    return probe_http(export.endpoint)
+
+
+def _otlp_fix(export: OtlpExport, reason: str) -> str:
+    """One sentence: what to change so that this export works."""
+    port = urlsplit(
+        export.endpoint if "://" in export.endpoint else f"http://{redact_url(export.endpoint)}"
+    ).port
+    if export.protocol == GRPC and (port == 4318 or "HTTP/1.1" in reason):
+        return (
+            "that is an OTLP/HTTP port (4318 by convention): set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, "
+            "or send gRPC to the gRPC port (4317)"
+        )
+    if export.protocol == HTTP_PROTOBUF and (port == 4317 or "gRPC port" in reason):
+        return (
+            "that is an OTLP/gRPC port (4317 by convention): point OTEL_EXPORTER_OTLP_ENDPOINT at the "
+            "OTLP/HTTP port (4318), or set OTEL_EXPORTER_OTLP_PROTOCOL=grpc"
+        )
+    if "404" in reason or "UNIMPLEMENTED" in reason:
+        return (
+            f"the endpoint takes no {export.signal}: add a {export.signal} pipeline to the Collector, "
+            f"or set {_EXPORTER_ENV[export.signal]}=none"
+        )
+    return (
+        f"start your Collector or Jaeger there, or correct {OTEL_EXPORTER_OTLP_ENDPOINT} "
+        f"(or {_ENDPOINT_ENV[export.signal]})"
+    )
+
+
+def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
+    """What each signal exports to under ``opentelemetry-instrument``, whether that exporter is
+    installed, and whether its endpoint answers its protocol."""
+    distro = bool(list(metadata.entry_points(group="opentelemetry_distro")))
+    configurator = bool(list(metadata.entry_points(group="opentelemetry_configurator")))
+    report.add("")
+    report.add("Exporters under opentelemetry-instrument")
+    if not configurator:
+        report.add("  no configurator installed: opentelemetry-instrument sets up no tracer provider")
+        report.problem(
+            "opentelemetry-instrument would export nothing: no configurator is installed",
+            "pip install opentelemetry-distro",
+        )
+        return
+    effective = effective_environment(env, distro)
+    logging_on = effective.get(LOGGING_AUTO_INSTRUMENTATION, "").strip().lower() == "true"
+    for signal in SIGNALS:
+        try:
+            exports = otlp_exports(effective, signal)
+        except ValueError as error:
+            report.problem(f"{signal}: {error}", "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc")
+            continue
+        names = effective.get(_EXPORTER_ENV[signal]) or "none"
+        report.add(f"  {signal}: {names}")
+        for export in exports:
+            if export.protocol_source == OTEL_EXPORTER_OTLP_PROTOCOL and export.protocol_source not in env:
+                export = replace(export, protocol_source="opentelemetry-distro's default")
+            report.add(
+                f"    OTLP {export.protocol} (from {export.protocol_source}) to {redact_url(export.endpoint)}"
+            )
+            if not has_entry_point(f"opentelemetry_{signal}_exporter", export.entry_point):
+                report.problem(
+                    f"{signal} would go out as OTLP {export.protocol} (from {export.protocol_source}), "
+                    f"but {export.package} is not installed, so opentelemetry-instrument would fail to start",
+                    f"set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (installed with otel-portkey), "
+                    f"or pip install {export.package}",
+                )
+                continue
+            if signal == "logs" and not logging_on:
+                continue  # nothing is logged through OTel, so nothing is sent
+            reason = probe(export)
+            shown = redact_url(export.endpoint)
+            report.add(
+                f"    {'answers' if reason is None else 'does NOT answer'} OTLP {export.protocol}"
+                + ("" if reason is None else f" ({reason})")
+            )
+            if reason is not None:
+                report.problem(
+                    f"{signal}: {shown} does not answer OTLP {export.protocol} ({reason})",
+                    _otlp_fix(export, reason),
+                )
+
+
 def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings) -> None:
     report.add("")
     report.add("Reachability")
     configured = [env[name] for name in ev.PORTKEY_SDK_GATEWAY_URLS if env.get(name)]
     configured += [u.strip() for u in env.get(ev.OTEL_PORTKEY_GATEWAY_URLS, "").split(",") if u.strip()]
-    for url in configured:
+    for url in map(redact_url, configured):
         reason = reachable(url)
         report.add(f"  gateway {url}: {_state(reason)}")
         if reason is not None:
-            report.problem(
-                f"gateway {url} is not reachable ({reason})",
-                "start it (npx @portkey-ai/gateway) or fix the URL",
-            )
+            report.problem(f"gateway {url} is not reachable ({reason})", GATEWAY_FIX)
     if not configured:
         reason = reachable("http://localhost:8787")
         report.add(
             f"  no gateway URL configured; local gateway http://localhost:8787: {reason or 'reachable'}"
         )
-    exporters = [e.strip() for e in env.get(OTEL_TRACES_EXPORTER, "otlp").split(",")]
-    if "otlp" in exporters:
-        grpc = env.get(OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf") == "grpc"
-        default = "http://localhost:4317" if grpc else "http://localhost:4318"
-        endpoint = (
-            env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or default
-        )
-        reason = reachable(endpoint)
-        report.add(f"  OTLP endpoint {endpoint}: {_state(reason)}")
-        if reason is not None:
-            report.problem(
-                f"the OTLP endpoint {endpoint} is not reachable ({reason})",
-                "start your Collector or Jaeger, or set OTEL_EXPORTER_OTLP_ENDPOINT",
-            )
+    exporters = [e.strip() for e in env.get(OTEL_TRACES_EXPORTER, "").split(",")]
     if "portkey" in exporters:
         endpoint = env.get(ev.OTEL_EXPORTER_PORTKEY_ENDPOINT) or "https://api.portkey.ai/v1/otel"
         reason = reachable(endpoint)
@@ -266,3 +536,9 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
                 f"the Portkey OTLP endpoint {endpoint} is not reachable ({reason})",
                 "check the network, or OTEL_EXPORTER_PORTKEY_ENDPOINT",
             )
+
+
+GATEWAY_FIX: Final = (
+    "start one on loopback: otel-portkey gateway (the pinned OSS gateway with a scripted model), "
+    "or correct PORTKEY_GATEWAY_URL / OTEL_PORTKEY_GATEWAY_URLS"
+)

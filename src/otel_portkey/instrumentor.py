@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -117,9 +118,9 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self.instrument_http_clients()
 
     def instrument_http_clients(self) -> None:
-        """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them); the bridge's
-        hooks come with it. One the user switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
-        stays off."""
+        """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them) and the library is
+        installed; the bridge's hooks come with it. One the user switched off in
+        ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` stays off."""
         if self._propagator is None:  # not installed
             return
         disabled = {
@@ -129,6 +130,8 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             cls = client.instrumentor_class()
             if cls is None or cls().is_instrumented_by_opentelemetry:
                 continue
+            if get_dependency_conflicts(cls().instrumentation_dependencies()) is not None:
+                continue  # its library is not installed (or not a version it serves): nothing to bridge
             if client.name in disabled or "*" in disabled:
                 _log.warning(
                     "otel-portkey: %s is in %s, so the bridge does not instrument it: only %s "

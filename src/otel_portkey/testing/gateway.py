@@ -58,7 +58,11 @@ def install_gateway(version: str = GATEWAY_VERSION) -> Path:
     npm = shutil.which("npm")
     if npm is None or node_binary() is None:
         raise GatewayUnavailable("Node.js and npm are needed for the OSS Portkey gateway (not found on PATH)")
-    directory.mkdir(parents=True, exist_ok=True)
+    # Installed beside its place, then moved there: an install that is interrupted (Ctrl-C, a
+    # timeout) leaves no half-filled directory that would pass for an installed gateway.
+    final, directory = directory, directory.with_name(directory.name + f".partial-{os.getpid()}")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     manifest = {
         "name": "otel-portkey-gateway-cache",
         "private": True,
@@ -66,16 +70,24 @@ def install_gateway(version: str = GATEWAY_VERSION) -> Path:
         "overrides": {"@hono/node-server": NODE_SERVER_PIN},
     }
     (directory / "package.json").write_text(json.dumps(manifest, indent=2))
-    result = subprocess.run(
-        [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0 or not entry.exists():
-        raise GatewayUnavailable(f"npm install {_PACKAGE}@{version} failed: {result.stderr.strip()[-500:]}")
+    try:
+        result = subprocess.run(
+            [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0 or not (directory / entry.relative_to(final)).exists():
+            raise GatewayUnavailable(
+                f"npm install {_PACKAGE}@{version} failed: {result.stderr.strip()[-500:]}"
+            )
+        if not entry.exists():  # else another process installed it meanwhile: keep that one
+            shutil.rmtree(final, ignore_errors=True)  # a half-filled one from before this code
+            directory.rename(final)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
     return entry
 
 

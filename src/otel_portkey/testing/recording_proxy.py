@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -62,10 +63,24 @@ def relay_response(
 
 
 class RecordingProxy:
-    """``with RecordingProxy(gateway.url) as hop: client(base_url=hop.url + "/v1")``."""
+    """``with RecordingProxy(gateway.url) as hop: client(base_url=hop.url + "/v1")``.
 
-    def __init__(self, target_url: str) -> None:
+    ``port``: where to listen on 127.0.0.1 (default: a free port). ``add_headers``: headers the hop
+    adds to a forwarded request that has none of that name (``route_headers(...)`` lets apps that
+    send no routing headers reach a model server through the OSS gateway); ``requests`` records
+    each request as the hop received it, before they are added (with ``record=False``, nothing is
+    kept: a hop that runs for hours).
+    """
+
+    def __init__(
+        self,
+        target_url: str,
+        port: int = 0,
+        add_headers: Mapping[str, str] | None = None,
+        record: bool = True,
+    ) -> None:
         target = urlsplit(target_url)
+        defaults = dict(add_headers or {})
         self.requests: list[ForwardedRequest] = []
         lock = threading.Lock()
         proxy = self
@@ -85,23 +100,25 @@ class RecordingProxy:
                 )
                 try:
                     forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                    forward.update({k: v for k, v in defaults.items() if k.lower() not in headers})
                     upstream.request(self.command, self.path, body=body or None, headers=forward)
                     response = upstream.getresponse()
                     answered: dict[str, str] = {}
                     for key, value in response.getheaders():  # repeated headers joined, as httpx does
                         name = key.lower()
                         answered[name] = f"{answered[name]}, {value}" if name in answered else value
-                    with lock:
-                        proxy.requests.append(
-                            ForwardedRequest(self.command, self.path, headers, response.status, answered)
-                        )
+                    if record:
+                        with lock:
+                            proxy.requests.append(
+                                ForwardedRequest(self.command, self.path, headers, response.status, answered)
+                            )
                     relay_response(self, response)
                 finally:
                     upstream.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = _relay
 
-        self._server = LoopbackServer(Handler)
+        self._server = LoopbackServer(Handler, port)
 
     @property
     def url(self) -> str:
@@ -114,6 +131,10 @@ class RecordingProxy:
 
     def stop(self) -> None:
         self._server.stop()
+
+    def close(self) -> None:
+        """Give the port back without ever having served (``stop`` is for a started hop)."""
+        self._server.server_close()
 
     def __enter__(self) -> RecordingProxy:
         return self.start()

@@ -1,0 +1,336 @@
+"""``otel-portkey doctor``: it catches what breaks the path from the app to the Collector, the way
+``opentelemetry-instrument`` and the SDK will resolve it, against real servers."""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from otel_portkey import doctor
+from otel_portkey.config import PortkeySettings
+from otel_portkey.doctor import diagnose, otlp_exports, sample_call_headers
+from otel_portkey.testing import OtlpReceiver
+from otel_portkey.testing.gateway import free_port
+
+CLI = str(Path(sys.executable).with_name("otel-portkey"))
+HEALTHY = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}
+
+
+def clean_env(**env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+    return {**base, **env}
+
+
+class GrpcTraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request, context):
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture
+def grpc_receiver():
+    """A real OTLP/gRPC trace receiver on loopback (grpcio, the OTLP service stubs)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(GrpcTraceService(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop(None)
+
+
+# ---- how the SDK resolves the OTLP exporter of each signal ---------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("names", ["otlp", "otlp_proto_http", "otlp_proto_grpc", "console,otlp"])
+@pytest.mark.parametrize("general", [None, "grpc", "http/protobuf"])
+@pytest.mark.parametrize("own", [None, "grpc", "http/protobuf"])
+@pytest.mark.parametrize("signal", ["traces", "metrics", "logs"])
+def test_the_exporter_resolves_as_the_sdk_resolves_it(monkeypatch, names, general, own, signal):
+    """Checked against the SDK configurator's own resolution (a private function: this test fails
+    the day it changes, which is the day the doctor must change)."""
+    from opentelemetry.sdk import _configuration
+
+    env = {f"OTEL_{signal.upper()}_EXPORTER": names}
+    if general:
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = general
+    if own:
+        env[f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"] = own
+    for key in list(os.environ):
+        if key.startswith("OTEL_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sdk = [n for n in _configuration._get_exporter_names(signal) if n.startswith("otlp")]
+    assert [export.entry_point for export in otlp_exports(env, signal)] == sdk
+
+
+@pytest.mark.unit
+def test_endpoints_as_the_exporters_build_them():
+    http = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    assert otlp_exports(http, "traces")[0].endpoint == "http://localhost:4318/v1/traces"
+    based = {**http, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"}
+    assert otlp_exports(based, "traces")[0].endpoint == "http://collector:4318/v1/traces"
+    own = {**based, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://elsewhere/traces"}
+    assert otlp_exports(own, "traces")[0].endpoint == "http://elsewhere/traces"
+    grpc_default = {"OTEL_TRACES_EXPORTER": "otlp"}
+    assert otlp_exports(grpc_default, "traces")[0].endpoint == "http://localhost:4317"
+    with pytest.raises(ValueError, match="http/json"):
+        otlp_exports({**http, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "traces")
+
+
+# ---- each misconfiguration the README path met, against real receivers -------------------------
+
+
+@pytest.mark.unit
+def test_the_distros_grpc_default_without_the_grpc_exporter(monkeypatch):
+    """The README's old step 1: distro installed, no protocol set, only the HTTP exporter there.
+    (This virtualenv has the gRPC exporter; the fresh one of ``test_readme.py`` has not.)"""
+    real = doctor.has_entry_point
+    monkeypatch.setattr(
+        doctor, "has_entry_point", lambda group, name: name != "otlp_proto_grpc" and real(group, name)
+    )
+    with OtlpReceiver() as receiver:
+        report = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint))
+    problems = dict(report.problems)
+    what = next(w for w in problems if w.startswith("traces would go out as OTLP grpc"))
+    assert "opentelemetry-distro's default" in what
+    assert "opentelemetry-exporter-otlp-proto-grpc is not installed" in what
+    assert problems[what].startswith("set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+
+
+@pytest.mark.unit
+def test_grpc_sent_to_an_otlp_http_port():
+    """The README's old step 4 with ``opentelemetry-exporter-otlp`` installed: gRPC to 4318."""
+    with OtlpReceiver() as receiver:
+        report = diagnose(
+            clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_METRICS_EXPORTER="none")
+        )
+    problems = dict(report.problems)
+    assert list(problems) == [
+        f"traces: {receiver.endpoint} does not answer OTLP grpc (it answers HTTP/1.1, not gRPC)"
+    ], report.text()
+    assert "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in problems[next(iter(problems))]
+
+
+@pytest.mark.unit
+def test_http_sent_to_an_otlp_grpc_port(grpc_receiver):
+    report = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=grpc_receiver, **HEALTHY))
+    problems = dict(report.problems)
+    assert len(problems) == 1, report.text()
+    what, fix = next(iter(problems.items()))
+    assert what.startswith(f"traces: {grpc_receiver}/v1/traces does not answer OTLP http/protobuf")
+    assert "OTLP/gRPC port" in fix
+    good = diagnose(
+        clean_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=grpc_receiver,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_METRICS_EXPORTER="none",
+        )
+    )
+    assert good.problems == [], good.text()
+    assert "answers OTLP grpc" in good.text()
+
+
+@pytest.mark.unit
+def test_metrics_to_an_endpoint_that_takes_none():
+    """The distro exports metrics too; a receiver of traces only answers 404 there."""
+    with OtlpReceiver() as receiver:
+        report = diagnose(
+            clean_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf"
+            )
+        )
+    problems = dict(report.problems)
+    what = (
+        f"metrics: {receiver.endpoint}/v1/metrics does not answer OTLP http/protobuf (it answered HTTP 404)"
+    )
+    assert list(problems) == [what], report.text()
+    assert problems[what].endswith("or set OTEL_METRICS_EXPORTER=none")
+
+
+@pytest.mark.unit
+def test_nothing_listening():
+    dead = f"http://127.0.0.1:{free_port()}"
+    report = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=dead, **HEALTHY))
+    ((what, fix),) = report.problems
+    assert what == f"traces: {dead}/v1/traces does not answer OTLP http/protobuf (Connection refused)"
+    assert fix.startswith("start your Collector or Jaeger there")
+
+
+@pytest.mark.unit
+def test_a_gateway_that_is_down_gets_the_pinned_loopback_gateway_as_advice():
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with OtlpReceiver() as receiver:
+        report = diagnose(
+            clean_env(PORTKEY_GATEWAY_URL=dead, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **HEALTHY)
+        )
+    fix = dict(report.problems)[f"gateway {dead} is not reachable (Connection refused)"]
+    assert fix.startswith("start one on loopback: otel-portkey gateway")
+    assert "npx" not in report.text()
+
+
+@pytest.mark.unit
+def test_only_instrumentations_whose_library_is_installed_are_listed(monkeypatch):
+    """As ``opentelemetry-instrument`` does, one whose library is missing is not listed (the fresh
+    virtualenv of ``test_readme.py`` checks this with httpx really absent)."""
+    from opentelemetry.instrumentation import dependencies
+
+    real = dependencies.get_dependency_conflicts
+
+    def httpx_missing(deps):
+        if any(dep.startswith("httpx ") or dep.startswith("httpx>") for dep in deps):
+            return dependencies.DependencyConflict("httpx >= 0.18.0")
+        return real(deps)
+
+    monkeypatch.setattr(doctor, "get_dependency_conflicts", httpx_missing)
+    with OtlpReceiver() as receiver:
+        text = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **HEALTHY)).text()
+    loading = next(line for line in text.splitlines() if "instrumentations that would load" in line)
+    assert "httpx2" in loading
+    assert "httpx," not in loading
+
+
+@pytest.mark.unit
+def test_secrets_are_masked_and_urls_are_not():
+    text = diagnose(
+        clean_env(
+            PORTKEY_API_KEY="pk-very-secret-value",
+            PORTKEY_GATEWAY_URL="http://user:hunter2@127.0.0.1:9/v1",
+            OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer abc",
+            **HEALTHY,
+        ),
+        probe=lambda export: None,
+    ).text()
+    assert "PORTKEY_API_KEY=<set, 20 chars>" in text
+    assert "PORTKEY_GATEWAY_URL=http://user:***@127.0.0.1:9/v1" in text
+    assert "hunter2" not in text
+    assert "Bearer" not in text
+
+
+# ---- what was there before, with the protocol now said -----------------------------------------
+
+
+@pytest.mark.integration
+def test_doctor_all_good(oss_gateway):
+    with OtlpReceiver() as collector:
+        report = diagnose(
+            clean_env(
+                PORTKEY_GATEWAY_URL=oss_gateway.base_url,
+                OTEL_TRACES_EXPORTER="otlp",
+                OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+                PORTKEY_API_KEY="pk-very-secret-value",
+                OTEL_PORTKEY_METADATA="team=search",
+                **HEALTHY,
+            )
+        )
+    text = report.text()
+    assert report.problems == [], text
+    assert "pk-very-secret-value" not in text
+    assert "PORTKEY_API_KEY=<set, 20 chars>" in text
+    assert f"gateway {oss_gateway.base_url}: reachable" in text
+    assert "the bridge (otel_portkey) would be active" in text
+    assert "x-portkey-trace-id: 4bf92f3577b34da6a3ce929d0e0e4736" in text
+    assert 'x-portkey-metadata: {"team":"search"}' in text
+    assert "All good" in text
+
+
+@pytest.mark.unit
+def test_doctor_names_each_problem_with_a_fix():
+    dead = f"http://127.0.0.1:{free_port()}"
+    report = diagnose(
+        {
+            "OTEL_PORTKEY_GATEWAY_URLS": f"{dead},ftp://nope",
+            "OTEL_PORTKEY_TRACE_ID_POLICY": "clobber",
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_portkey",
+            "OTEL_TRACES_EXPORTER": "otlp,portkey",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": dead,
+            "OTEL_EXPORTER_PORTKEY_ENDPOINT": dead,
+            **HEALTHY,
+        }
+    )
+    problems = dict(report.problems)
+    assert any("ftp://nope" in what for what in problems)
+    assert any("clobber" in what for what in problems)
+    assert problems["the bridge is disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].startswith(
+        "remove otel_portkey"
+    )
+    assert problems[f"gateway {dead} is not reachable (Connection refused)"].startswith("start one")
+    assert "PORTKEY_API_KEY is not set" in " ".join(problems)
+    assert any(what.startswith(f"traces: {dead}/v1/traces does not answer") for what in problems)
+
+
+@pytest.mark.integration
+def test_doctor_exit_codes():
+    bad = subprocess.run(
+        [CLI, "doctor"],
+        env=clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="*"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "fix:" in bad.stdout
+    with OtlpReceiver() as collector:
+        good = subprocess.run(
+            [CLI, "doctor"],
+            env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, **HEALTHY),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert good.returncode == 0, good.stdout
+
+
+@pytest.mark.integration
+def test_against_the_real_collector(collector):
+    """collector-config.yaml takes traces on both protocols, and no metrics."""
+    grpc_endpoint = f"http://127.0.0.1:{collector.grpc_port}"
+    for env in (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http, **HEALTHY},
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_METRICS_EXPORTER": "none",
+        },
+    ):
+        report = diagnose(clean_env(**env))
+        assert report.problems == [], report.text()
+    wrong = diagnose(
+        clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.otlp_http, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    )
+    problems = [what for what, _ in wrong.problems]
+    assert problems == [
+        f"traces: {collector.otlp_http} does not answer OTLP grpc (it answers HTTP/1.1, not gRPC)",
+        f"metrics: {collector.otlp_http} does not answer OTLP grpc (it answers HTTP/1.1, not gRPC)",
+    ], wrong.text()
+    no_metrics = diagnose(
+        clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    )
+    ((what, fix),) = no_metrics.problems
+    assert what.startswith(f"metrics: {grpc_endpoint} does not answer OTLP grpc (UNIMPLEMENTED")
+    assert fix.endswith("or set OTEL_METRICS_EXPORTER=none")
+
+
+@pytest.mark.unit
+def test_doctors_sample_is_made_by_the_code_that_makes_real_calls():
+    """The sample carries what a real call would: the service and the Jaeger link too."""
+    env = {
+        "OTEL_SERVICE_NAME": "checkout",
+        "OTEL_PORTKEY_JAEGER_UI_URL": "http://jaeger.test:16686",
+        "OTEL_PORTKEY_METADATA": "team=search",
+    }
+    sample = sample_call_headers(PortkeySettings.from_env(env), env)
+    assert sample["x-portkey-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert sample["x-portkey-span-name"] == "chat gpt-4o"
+    assert len(sample["x-portkey-parent-span-id"]) == len(sample["x-portkey-span-id"]) == 16
+    assert json.loads(sample["x-portkey-metadata"]) == {
+        "team": "search",
+        "service": "checkout",
+        "jaeger_trace": "http://jaeger.test:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+    }
