@@ -357,3 +357,24 @@ def assert_trace_in_jaeger_and_portkey(jaeger, portkey_standin) -> None:
     post_id = span_id(post)
     delivered = portkey_standin.wait_for(lambda spans: any(s.span_id == post_id for s in spans))
     assert any(s.span_id == post_id for s in delivered), "the Collector's Portkey pipeline delivered it"
+
+
+def test_the_testing_example_runs_as_written(oss_gateway, tmp_path):
+    """The README's "Testing your own app" snippet, run as written: the peers it names are public."""
+    text = README.read_text()
+    section = text[
+        text.index("## Testing your own app") : text.index("\n## ", text.index("## Testing your own app") + 5)
+    ]
+    (snippet,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)
+    (tmp_path / "snippet.py").write_text(snippet)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_", "OPENAI_"))}
+    result = subprocess.run(
+        [sys.executable, "snippet.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "echo: hi" in result.stdout  # the scripted model's answer, through the real gateway
+    from otel_portkey import testing
+
+    for name in re.findall(r"`(\w+)`", section):
+        if re.fullmatch(r"[A-Z][a-z]\w*|route_headers|install_gateway", name):
+            assert name in testing.__all__, f"the README names otel_portkey.testing.{name}"
