@@ -52,7 +52,7 @@ from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from yarl import URL as YarlURL
 
-from otel_portkey import client_hooks
+from otel_portkey._otel import client_hooks
 
 GATEWAY = "http://gateway.bench:8787"
 BOUND_URL = f"{GATEWAY}/v1/chat/completions"

@@ -18,9 +18,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_portkey import PortkeySpanProcessor, portkey_metadata
+from otel_portkey._otel.bridge import Bridge
+from otel_portkey._otel.client_hooks import httpx_hooks
+from otel_portkey._otel.kept_trace_ids import portkey_trace_ids
 from otel_portkey.config import PortkeySettings
-from otel_portkey.hooks import PortkeyHooks
-from otel_portkey.trace_ids import portkey_trace_ids
 
 GATEWAY = "http://127.0.0.1:8787"
 
@@ -36,7 +37,8 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
     provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
     tracer = provider.get_tracer("bench")
-    hooks = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]), processor.caller_name)
+    bridge = Bridge(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]))
+    hooks = httpx_hooks(lambda: bridge)
     body = json.dumps({"model": "gpt-4o"}).encode()
 
     def call(n: int) -> None:
@@ -45,7 +47,7 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
             request.headers["x-portkey-trace-id"] = f"caller-{n}"
         with tracer.start_as_current_span("chat gpt-4o"), tracer.start_as_current_span("POST") as span:
             info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
-            hooks.on_request(span, info)
+            hooks["request_hook"](span, info)
             response = httpx.Response(
                 200,
                 headers={
@@ -53,7 +55,7 @@ def bench(calls: int) -> tuple[str, dict[str, float]]:
                     "x-portkey-cache-status": "MISS",
                 },
             )
-            hooks.on_response(
+            hooks["response_hook"](
                 span, info, ResponseInfo(200, response.headers, response.stream, response.extensions)
             )
 

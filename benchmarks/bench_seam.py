@@ -37,7 +37,8 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
 from yarl import URL as YarlURL
 
-from otel_portkey import PortkeyInstrumentor, client_hooks
+from otel_portkey import PortkeyInstrumentor
+from otel_portkey._otel import client_hooks
 
 # The headers an SDK sends besides the gateway's own.
 SDK_HEADERS = {

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_portkey import PortkeyInstrumentor
-from otel_portkey.testing.gateway import free_port
+from otel_portkey.testing import free_port
 
 
 class DiscardingExporter(SpanExporter):

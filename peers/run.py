@@ -152,7 +152,7 @@ def environment() -> dict[str, str]:
 ATTACHED = """
 import importlib
 from otel_portkey import PortkeyInstrumentor
-from otel_portkey.client_hooks import CLIENTS
+from otel_portkey._otel.client_hooks import CLIENTS
 assert PortkeyInstrumentor().is_instrumented_by_opentelemetry, "PortkeyInstrumentor was not loaded"
 for client in CLIENTS:
     cls = getattr(importlib.import_module(client.module), client.instrumentor)

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from otel_portkey.testing.gateway import free_port
+from otel_portkey.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "components" / "build.sh"

@@ -8,6 +8,7 @@ Components the machine cannot provide are skipped with the reason, except under
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +18,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_portkey import PortkeyInstrumentor, hooks
-from otel_portkey.client_hooks import CLIENTS
-from otel_portkey.testing import GatewayUnavailable, OssGateway, ScriptedModelServer
-from otel_portkey.testing.recording_proxy import RecordingProxy
+from otel_portkey import PortkeyInstrumentor
+from otel_portkey._otel import diagnostics
+from otel_portkey._otel.client_hooks import CLIENTS
+from otel_portkey.testing import GatewayUnavailable, OssGateway, RecordingProxy, ScriptedModelServer
 
 REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
 
@@ -65,11 +66,32 @@ def spans() -> Iterator[Spans]:
     EXPORTER.clear()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test is ``unit`` unless marked ``integration`` (real components, child processes)."""
+    for item in items:
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
+        elif item.get_closest_marker("unit") is not None:
+            raise pytest.UsageError(f"{item.nodeid} is marked both unit and integration")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``unit`` means, enforced: such a test starts no child process (no component, no CLI)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(self: object, *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} is a unit test and started a child process")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 @pytest.fixture(autouse=True)
 def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts and ends with nothing instrumented, and with no warning already given
     (the bridge warns once per kind of problem: a test must see its own warning)."""
-    monkeypatch.setattr(hooks, "_reported", set())
+    monkeypatch.setattr(diagnostics, "_reported", set())
     yield
     classes = [cls for cls in (client.instrumentor_class() for client in CLIENTS) if cls is not None]
     for instrumentor in [PortkeyInstrumentor(), *(cls() for cls in classes)]:
@@ -154,7 +176,7 @@ def jaeger(go_binaries):
 @pytest.fixture(scope="session")
 def portkey_standin():
     """Stands in for Portkey's OTLP endpoint: checks the path, the API key and the protobuf payload."""
-    from otel_portkey.testing.otlp_receiver import OtlpReceiver
+    from otel_portkey.testing import OtlpReceiver
 
     with OtlpReceiver(
         required_headers={"x-portkey-api-key": PORTKEY_STANDIN_KEY}, path="/v1/otel/v1/traces"

@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_portkey.baggage_trust import BaggageTrust
-from otel_portkey.metadata import MAX_ENTRIES, MAX_VALUE_CHARS
+from otel_portkey._contract.baggage_trust import BaggageTrust
+from otel_portkey._contract.metadata import MAX_ENTRIES, MAX_VALUE_CHARS
 
 
 def test_nothing_is_trusted_by_default():

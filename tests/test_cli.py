@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from otel_portkey.testing import ANSWER
-from otel_portkey.testing.gateway import free_port
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+import pytest
+
+from otel_portkey.testing import ANSWER, OtlpReceiver, free_port
 
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
 
@@ -42,6 +42,7 @@ def assert_correlated(result):
         assert call["sent"]["x-portkey-span-name"] == call["caller"] == "chat gpt-4o"
 
 
+@pytest.mark.integration
 def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway is installed
     port = free_port()
     run = demo("--json", "--port", str(port))
@@ -53,6 +54,7 @@ def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway i
     assert gateway_processes(port) == []
 
 
+@pytest.mark.integration
 def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
     run = demo(env={"OTEL_PORTKEY_JAEGER_UI_URL": "http://localhost:16686", "COLUMNS": "200"})
     assert run.returncode == 0, run.stderr
@@ -63,6 +65,7 @@ def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
     assert "jaeger_trace" in run.stdout  # the back-link went into the metadata the gateway received
 
 
+@pytest.mark.integration
 def test_demo_without_node_uses_the_labelled_stand_in(tmp_path):
     run = demo("--json", env={"PATH": str(tmp_path)})  # no node, no npm
     assert run.returncode == 0, run.stderr
@@ -72,6 +75,7 @@ def test_demo_without_node_uses_the_labelled_stand_in(tmp_path):
     assert_correlated(result)
 
 
+@pytest.mark.integration
 def test_demo_also_exports_to_an_otlp_endpoint(oss_gateway):
     with OtlpReceiver() as collector:
         run = demo("--json", "--otlp-endpoint", collector.endpoint)
@@ -81,6 +85,7 @@ def test_demo_also_exports_to_an_otlp_endpoint(oss_gateway):
     assert {s.trace_id for s in spans} == {trace_id}
 
 
+@pytest.mark.integration
 def test_demo_with_a_running_gateway(oss_gateway):
     run = demo("--json", "--gateway-url", oss_gateway.base_url)
     assert run.returncode == 0, run.stderr
@@ -89,6 +94,7 @@ def test_demo_with_a_running_gateway(oss_gateway):
     assert_correlated(result)
 
 
+@pytest.mark.integration
 def test_a_busy_port_is_one_clear_sentence():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -103,6 +109,7 @@ def test_a_busy_port_is_one_clear_sentence():
     assert gateway_processes(port) == []
 
 
+@pytest.mark.integration
 def test_a_gateway_that_cannot_be_installed_is_one_clear_sentence(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -117,6 +124,7 @@ def test_a_gateway_that_cannot_be_installed_is_one_clear_sentence(tmp_path):
     )
 
 
+@pytest.mark.integration
 def test_live_without_keys_refuses_clearly():
     run = demo("--live")
     assert run.returncode == 1
@@ -125,6 +133,7 @@ def test_live_without_keys_refuses_clearly():
     assert "needs a provider key" in run.stderr
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_everything(oss_gateway):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
@@ -150,6 +159,7 @@ def test_ctrl_c_stops_everything(oss_gateway):
 MISSING_EXTRA = "otel-portkey demo needs the 'demo' extra: pip install 'otel-portkey[demo]' (missing: {})"
 
 
+@pytest.mark.integration
 def test_demo_without_its_extra_is_one_sentence(tmp_path):
     """A plain ``pip install otel-portkey``: the console script says what to install, no traceback."""
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['rich'] = None  # not installed\n")
@@ -164,8 +174,8 @@ def test_demo_without_its_extra_is_one_sentence(tmp_path):
 def test_demo_checks_every_module_before_starting_anything(monkeypatch, capsys):
     import importlib.util
 
-    from otel_portkey import cli
-    from otel_portkey import demo as demo_module
+    from otel_portkey import _cli as cli
+    from otel_portkey._cli import demo as demo_module
 
     absent = {"portkey_ai", "opentelemetry.distro"}
     real_find_spec = importlib.util.find_spec

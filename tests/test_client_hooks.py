@@ -10,7 +10,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor
-from otel_portkey import instrumentor as bridge_module
+from otel_portkey._otel import instrumentor as bridge_module
+from otel_portkey._otel.sdk_internals import span_processors
 
 from clients import post
 
@@ -122,8 +123,11 @@ def test_100_cycles_leave_no_wrapper_hook_or_processor_behind(model, spans):
     assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
     assert all("instrument" not in cls.__dict__ for cls in INSTRUMENTORS.values())
     assert not any(cls().is_instrumented_by_opentelemetry for cls in INSTRUMENTORS.values())
-    processors = trace.get_tracer_provider()._active_span_processor._span_processors
-    assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]
+    processors = [
+        p for p in span_processors(trace.get_tracer_provider()) if isinstance(p, PortkeySpanProcessor)
+    ]
+    assert len(processors) <= 1, "the processor the bridge added is reused, never a second one"
+    assert not [p for p in processors if p.enabled]
     post("httpx", "sync", f"http://127.0.0.1:{model.port}/v1/chat/completions")
     assert not [n for n in model.received[-1].headers if n.startswith("x-portkey-") or n == "traceparent"]
 
@@ -136,7 +140,7 @@ def test_the_entry_points_are_registered_under_their_own_names():
         for ep in entry_points(group="opentelemetry_instrumentor")
         if ep.value.startswith("otel_portkey")
     }
-    assert ours == {"otel_portkey": "otel_portkey.instrumentor:PortkeyInstrumentor"}
+    assert ours == {"otel_portkey": "otel_portkey._otel.instrumentor:PortkeyInstrumentor"}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_pre_instrument")}
     assert "otel_portkey" in {ep.name for ep in entry_points(group="opentelemetry_post_instrument")}
 
@@ -151,7 +155,7 @@ def test_an_httpx_flavour_the_user_disabled_stays_off(model, spans, monkeypatch,
 
 
 def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, monkeypatch, caplog):
-    from otel_portkey import client_hooks
+    from otel_portkey._otel import client_hooks
 
     pristine = {name: transports(module) for name, module in MODULES.items()}
     textmap = propagate.get_global_textmap()
@@ -168,8 +172,8 @@ def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, mon
     assert all(same(transports(module), pristine[name]) for name, module in MODULES.items())
     assert all("instrument" not in cls.__dict__ for cls in INSTRUMENTORS.values()), "no wrapper left"
     assert propagate.get_global_textmap() is textmap
-    processors = trace.get_tracer_provider()._active_span_processor._span_processors
-    assert not [p for p in processors if isinstance(p, PortkeySpanProcessor)]
+    processors = span_processors(trace.get_tracer_provider())
+    assert not [p for p in processors if isinstance(p, PortkeySpanProcessor) and p.enabled]
     assert not PortkeyInstrumentor().is_instrumented_by_opentelemetry
 
     monkeypatch.setattr(client_hooks, "attach", attach)  # whatever failed is gone: a retry works

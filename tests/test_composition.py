@@ -12,8 +12,8 @@ from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey import instrumentor as bridge_module
-from otel_portkey.ids import format_trace_id
+from otel_portkey._contract.ids import format_trace_id
+from otel_portkey._otel import instrumentor as bridge_module
 
 INSTRUMENTORS = {
     "httpx": HTTPXClientInstrumentor,

@@ -102,7 +102,7 @@ def test_portkey_proxy_names_a_gateway_whose_calls_are_bridged(model, spans, mon
 
 
 def test_trusted_baggage_keys_from_env_and_argument():
-    from otel_portkey.baggage_trust import BaggageTrust
+    from otel_portkey._contract.baggage_trust import BaggageTrust
 
     assert not PortkeySettings.from_env({}).baggage_trust, "no baggage is trusted by default"
     env = {"OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS": "portkey.metadata.*,enduser.id"}

@@ -13,11 +13,10 @@ import json
 import pytest
 from rich.console import Console
 
-from otel_portkey import demo
-from otel_portkey.demo import CAPTURED_ECHO_ATTRIBUTE, DemoOptions, render, run_demo
-from otel_portkey.headers import response_attributes
-from otel_portkey.testing.otlp_receiver import ReceivedSpan
-from otel_portkey.testing.recording_proxy import ForwardedRequest
+from otel_portkey._cli import demo
+from otel_portkey._cli.demo import CAPTURED_ECHO_ATTRIBUTE, DemoOptions, render, run_demo
+from otel_portkey._contract.call import answer_attributes
+from otel_portkey.testing import ForwardedRequest, ReceivedSpan
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER_TRACE = "0" * 31 + "1"
@@ -80,7 +79,7 @@ ANSWERED = {"x-portkey-cache-status": "DISABLED", "x-portkey-provider": "openai"
 )
 def test_a_call_the_gateway_did_not_echo_is_not_correlated(answer, monkeypatch):
     # The span as the bridge leaves it after this answer.
-    bridge_says = response_attributes(answer.get).get("portkey.trace_id", TRACE)
+    bridge_says = answer_attributes(answer.get).get("portkey.trace_id", TRACE)
     outcome = result([exchange(answer)], **{"portkey.trace_id": bridge_says})
     (call,) = outcome.calls
     if not answer.get("x-portkey-trace-id"):
@@ -141,6 +140,7 @@ def test_without_a_hop_the_echo_captured_from_the_response_decides(captured, ver
     assert ("trace id echoed" in text) is verdict
 
 
+@pytest.mark.integration
 def test_the_demo_through_a_gateway_that_echoes_a_blank_reports_no_correlation(model, monkeypatch):
     """End to end: the agent runs under ``opentelemetry-instrument`` against a "gateway" that is the
     scripted model answering ``x-portkey-trace-id: ""`` (as the OSS gateway does when it got none)."""

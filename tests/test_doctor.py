@@ -12,11 +12,10 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from otel_portkey import doctor
+from otel_portkey._cli import doctor
+from otel_portkey._cli.doctor import diagnose, otlp_exports, sample_call_headers
 from otel_portkey.config import PortkeySettings
-from otel_portkey.doctor import diagnose, otlp_exports, sample_call_headers
-from otel_portkey.testing import OtlpReceiver
-from otel_portkey.testing.gateway import free_port
+from otel_portkey.testing import OtlpReceiver, free_port
 
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
 HEALTHY = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from otel_portkey.testing import ANSWER
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey.testing import ANSWER, OtlpReceiver
 
 from instrumented import otel_env, run_instrumented
+
+pytestmark = pytest.mark.integration
 
 
 def run(script, hop, model, root, **extra_env):

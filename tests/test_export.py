@@ -4,11 +4,15 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from otel_portkey.testing import ANSWER
 
 from components import COLLECTOR_CONFIG, attribute, span_id
 from conftest import PORTKEY_STANDIN_KEY
 from instrumented import otel_env, run_instrumented
+
+pytestmark = pytest.mark.integration
 
 
 def test_the_collector_validates_the_shipped_config(go_binaries):
@@ -163,7 +167,7 @@ def test_the_collector_retries_portkey_and_keeps_it_apart_from_a_jaeger_that_is_
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from otel_portkey.testing.otlp_receiver import OtlpReceiver
+    from otel_portkey.testing import OtlpReceiver
 
     from components import Collector
 

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_portkey import PortkeySpanExporter
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey.testing import OtlpReceiver
 
 
 def finished_span():

@@ -1,5 +1,6 @@
 """Faults, each run with and without the bridge: the application must see exactly the same."""
 
+import contextlib
 import json
 import threading
 
@@ -10,9 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanExporter
-from otel_portkey.testing import OssGateway, route_headers
-from otel_portkey.testing.gateway import free_port
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey.testing import OssGateway, OtlpReceiver, free_port, route_headers
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "fault"}]}
 
@@ -60,6 +59,7 @@ def test_gateway_refused(model):
     assert plain[:2] == ("raised", "ConnectError")
 
 
+@pytest.mark.integration
 def test_gateway_timing_out(oss_gateway, model):
     plain, bridged = with_and_without_bridge(
         [oss_gateway.url],
@@ -70,6 +70,7 @@ def test_gateway_timing_out(oss_gateway, model):
     assert plain[:2] == ("raised", "ReadTimeout")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("status", [500, 503])
 def test_gateway_answering_5xx(oss_gateway, model, spans, status):
     plain, bridged = with_and_without_bridge(
@@ -82,6 +83,7 @@ def test_gateway_answering_5xx(oss_gateway, model, spans, status):
     assert span.attributes["portkey.retry.attempt_count"] == 0
 
 
+@pytest.mark.integration
 def test_429_with_retries_exhausted(oss_gateway, model, spans):
     config = {"retry": {"attempts": 1, "on_status_codes": [429]}}
     plain, bridged = with_and_without_bridge(
@@ -95,14 +97,25 @@ def test_429_with_retries_exhausted(oss_gateway, model, spans):
     assert span.attributes["portkey.retry.attempt_count"] == -1
 
 
-def test_gateway_restarted_mid_run(model, spans):
+@contextlib.contextmanager
+def installed_gateway(port):
+    """The OSS gateway on ``port``, as ``make components`` installed it (nothing is installed here)."""
+    gateway = OssGateway(port=port).start(install=False)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.integration
+def test_gateway_restarted_mid_run(oss_gateway, model, spans):  # oss_gateway: installed, or skip/fail
     port = free_port()
     PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{port}"])
     call = gateway_call(f"http://127.0.0.1:{port}/v1", model)
-    with OssGateway(port=port):
+    with installed_gateway(port):
         assert call().status_code == 200
     assert outcome(call)[:2] == ("raised", "ConnectError")
-    with OssGateway(port=port):
+    with installed_gateway(port):
         assert call().status_code == 200
     ok = [s for s in spans.http() if s.status.status_code != trace.StatusCode.ERROR]
     assert len(ok) == 2
@@ -134,6 +147,7 @@ def test_malformed_gateway_headers(model, spans):
     assert span.status.status_code != trace.StatusCode.ERROR
 
 
+@pytest.mark.integration
 def test_a_stream_closed_early_by_the_client(oss_gateway, model, spans):
     PortkeyInstrumentor().instrument(gateway_urls=[oss_gateway.url])
     model.stream_slowly(0.05)

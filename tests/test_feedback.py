@@ -9,7 +9,7 @@ import pytest
 from opentelemetry import trace
 
 from otel_portkey import PortkeyInstrumentor, record_feedback, record_feedback_async
-from otel_portkey.ids import format_trace_id
+from otel_portkey._contract.ids import format_trace_id
 
 API_KEY = "pk-test-feedback"
 

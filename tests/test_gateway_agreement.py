@@ -2,7 +2,7 @@
 
 Hosted Portkey reads ``traceparent`` and ``baggage`` besides ``x-portkey-*``; the OSS gateway reads
 only ``x-portkey-*``. For each case the request goes through the real OSS gateway behind a recording
-hop, and the headers the gateway received are read both ways (``otel_portkey.testing.gateway_reading``):
+hop, and the headers the gateway received are read both ways (``read_as_oss``, ``read_as_hosted``):
 the readings must be equal, name the OTel trace, the HTTP span as parent and the bridge's span id, and
 carry every metadata entry once with every value within Portkey's rules.
 """
@@ -20,11 +20,12 @@ from opentelemetry import baggage, context, trace
 from portkey_ai import Portkey, createHeaders
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey.testing import route_headers
-from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
+from otel_portkey.testing import parse_traceparent, read_as_hosted, read_as_oss, route_headers
 
 from clients_all import CLIENTS as ALL_CLIENTS
 from conftest import SERVICE_NAME
+
+pytestmark = pytest.mark.integration
 
 tracer = trace.get_tracer("test")
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

@@ -13,9 +13,10 @@ import pytest
 from portkey_ai import Portkey
 
 from otel_portkey import PortkeyInstrumentor
-from otel_portkey.ids import format_span_id, format_trace_id
-from otel_portkey.testing import route_headers
-from otel_portkey.testing.recording_proxy import RecordingProxy
+from otel_portkey._contract.ids import format_span_id, format_trace_id
+from otel_portkey.testing import RecordingProxy, route_headers
+
+pytestmark = pytest.mark.integration
 
 RETRY_ON_429 = json.dumps({"retry": {"attempts": 2, "on_status_codes": [429]}})
 
@@ -134,7 +135,7 @@ def test_exhausted_retries_show_minus_one(hop, model, spans):
 
 
 def test_streamed_completion_through_the_gateway(hop, model, spans):
-    """Streams work through the gateway once its ``@hono/node-server`` is pinned (see testing.gateway)."""
+    """Streams work through the gateway once its ``@hono/node-server`` is pinned (_peers/oss_gateway.py)."""
     model.stream_slowly(0.02)
     client = openai_client(hop, model)
     stream = client.chat.completions.create(

@@ -1,6 +1,6 @@
 """The gateway readings themselves, against Portkey's documented examples."""
 
-from otel_portkey.testing.gateway_reading import (
+from otel_portkey._peers.gateway_reading import (
     NEW_SPAN,
     GatewayReading,
     parse_baggage,

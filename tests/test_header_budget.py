@@ -7,10 +7,13 @@ import json
 import logging
 
 import openai
+import pytest
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey.metadata import MAX_HEADER_BYTES
+from otel_portkey._contract.metadata import MAX_HEADER_BYTES
 from otel_portkey.testing import route_headers
+
+pytestmark = pytest.mark.integration
 
 # 64 entries, 60-character keys, 128-character values: 12.7 KB as x-portkey-metadata, and the
 # propagator's baggage holds 8 KB of them (its own cap).

@@ -1,58 +1,111 @@
+"""``_otel/headers.py``: the private header layouts it relies on are recognised for every pinned
+version, and every fast answer equals the public API's."""
+
 import httpx
 import httpx2
-from hypothesis import given
-from hypothesis import strategies as st
+import pytest
+from multidict import CIMultiDict
+from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPHeaderDict
 
-from otel_portkey import headers as h
-from otel_portkey.ids import is_span_id, is_trace_id
+from otel_portkey._otel import headers as header_layouts
+from otel_portkey._otel.headers import (
+    add_absent,
+    header_bytes,
+    header_getter,
+    header_names,
+    layout,
+    portkey_entries,
+)
 
-trace_ids = st.integers(min_value=1, max_value=2**128 - 1)
-span_ids = st.integers(min_value=1, max_value=2**64 - 1)
-header_values = st.text(min_size=1, max_size=40).map(lambda v: h.safe_header_value(v))
-OURS = (h.TRACE_ID, h.PARENT_SPAN_ID, h.SPAN_ID, h.SPAN_NAME)
-
-
-@given(trace_ids, span_ids, span_ids, st.dictionaries(st.sampled_from(OURS), header_values))
-def test_caller_headers_are_never_replaced_under_respect(trace_id, http_span, gateway_span, caller):
-    ids = h.call_ids(trace_id, http_span, format(gateway_span, "016x"), "chat gpt-4o")
-    added = h.headers_to_set(caller.get, ids, "respect")
-    assert not set(added) & set(caller)
-    assert set(added) | set(caller) == set(OURS)
-    if h.TRACE_ID in added:
-        assert is_trace_id(added[h.TRACE_ID])
-        assert int(added[h.TRACE_ID], 16) == trace_id
-    if h.PARENT_SPAN_ID in added:
-        assert is_span_id(added[h.PARENT_SPAN_ID])
+HEADERS = {"Content-Type": "application/json", "X-Portkey-Provider": "openai", "Authorization": "Bearer k"}
 
 
-@given(trace_ids, span_ids, st.dictionaries(st.sampled_from(OURS), header_values))
-def test_override_replaces_only_the_trace_id(trace_id, http_span, caller):
-    ids = h.call_ids(trace_id, http_span, "00000000000000aa", "n")
-    added = h.headers_to_set(caller.get, ids, "override")
-    assert added[h.TRACE_ID] == format(trace_id, "032x")
-    assert not (set(added) - {h.TRACE_ID}) & set(caller)
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        (httpx.Headers, "httpx-list"),
+        (httpx2.Headers, "httpx-list"),
+        (CaseInsensitiveDict, "requests-store"),
+        (HTTPHeaderDict, "urllib3-container"),
+        (CIMultiDict, ""),
+        (dict, ""),
+    ],
+)
+def test_the_pinned_versions_layouts_are_recognised(cls, expected, monkeypatch):
+    # Fails loudly when a pinned version changes its layout: the bridge would quietly fall back to
+    # the slow public API, and this is where that shows.
+    monkeypatch.setattr(header_layouts, "_layouts", {})
+    assert layout(cls()) == expected
 
 
-@given(st.text())
-def test_safe_header_values_are_printable_ascii_that_httpx_accepts(value):
-    safe = h.safe_header_value(value)
-    assert safe
-    assert len(safe) <= 256
-    assert all(" " <= c <= "~" for c in safe)
-    for module in (httpx, httpx2):
-        request = module.Request("POST", "http://gateway.test/", headers={h.SPAN_NAME: safe})
-        assert request.headers[h.SPAN_NAME] == safe
+@pytest.mark.parametrize(
+    "cls", [httpx.Headers, httpx2.Headers, CaseInsensitiveDict, HTTPHeaderDict, CIMultiDict, dict]
+)
+def test_fast_reads_equal_the_public_api(cls, monkeypatch):
+    headers = cls(HEADERS)
+    fast = (header_names(headers), header_bytes(headers), portkey_entries(headers))
+    getter = header_getter(headers)
+    monkeypatch.setattr(header_layouts, "_layouts", {cls: ""})
+    public = (header_layouts.public_header_names(headers), header_layouts.public_header_bytes(headers))
+    assert fast == (*public, header_layouts.public_portkey_entries(headers))
+    spelled = "x-portkey-provider" if cls in (httpx.Headers, httpx2.Headers) else "X-Portkey-Provider"
+    assert fast[2] == ({"x-portkey-provider": "openai"}, {"x-portkey-provider": spelled})
+    for name in ("x-portkey-provider", "content-type", "x-portkey-absent"):
+        assert (
+            getter(name)
+            == header_getter(headers)(name)
+            == {k.lower(): v for k, v in HEADERS.items()}.get(name)
+        )
+    assert fast[1] == sum(len(k) + len(v) + 4 for k, v in HEADERS.items())
+    assert header_layouts.PORTKEY_NAME in fast[0]
+    assert header_layouts.BAGGAGE_NAME not in fast[0]
 
 
-def test_gateway_prefix_matches_only_at_a_path_boundary():
-    prefixes = (h.gateway_prefix("http://localhost:8787/"), h.gateway_prefix("HTTPS://api.portkey.ai"))
-    assert h.url_matches_gateway("http://localhost:8787/v1/chat/completions", prefixes)
-    assert h.url_matches_gateway("https://API.portkey.ai/v1/chat/completions", prefixes)
-    assert h.url_matches_gateway("http://localhost:8787", prefixes)
-    assert h.url_matches_gateway("http://localhost:8787?x=1", prefixes)
-    assert not h.url_matches_gateway("http://localhost:87870/v1", prefixes)
-    assert not h.url_matches_gateway("https://api.portkey.ai.evil.test/v1", prefixes)
-    assert not h.url_matches_gateway("https://api.openai.com/v1", prefixes)
+def test_repeated_urllib3_values_are_counted_as_the_lines_they_are_sent_as():
+    headers = HTTPHeaderDict({"accept": "a"})
+    headers.add("accept", "b")
+    assert header_bytes(headers) == 2 * (len("accept") + 1 + 4)
+    headers.add("X-Portkey-Metadata", "{}")
+    headers.add("x-portkey-metadata", '{"a":"1"}')
+    assert portkey_entries(headers)[0] == {"x-portkey-metadata": '{}, {"a":"1"}'}
+    assert header_getter(headers)("accept") == "a, b"
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_fast_appends_equal_what_the_public_api_does(module, monkeypatch):
+    new = {"x-portkey-trace-id": "a" * 32, "x-portkey-metadata": '{"k":"v"}'}
+    fast = module.Headers({"Content-Type": "application/json"})
+    add_absent(fast, new)
+    slow = module.Headers({"Content-Type": "application/json"})
+    monkeypatch.setattr(header_layouts, "_layouts", {module.Headers: ""})
+    add_absent(slow, new)
+    assert fast.raw == slow.raw
+    assert fast["X-Portkey-Trace-Id"] == "a" * 32
+    assert list(fast.keys()) == list(slow.keys())
+
+
+def test_an_unknown_headers_class_gets_the_public_api():
+    class Plain(dict):  # type: ignore[type-arg]
+        pass
+
+    headers = Plain()
+    add_absent(headers, {"x-portkey-span-id": "b" * 16})
+    assert headers == {"x-portkey-span-id": "b" * 16}
+    assert layout(headers) == ""
+    assert header_names(Plain({b"X-Portkey-A": "1", "B": "2"})) == "\nx-portkey-a\nb\n"
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_repeated_httpx_headers_are_joined_as_httpx_joins_them(module):
+    headers = module.Headers([("X-Portkey-Metadata", "{}"), ("x-portkey-metadata", '{"a":"1"}'), ("A", "1")])
+    values, _ = portkey_entries(headers)
+    assert (
+        values
+        == {"x-portkey-metadata": headers["x-portkey-metadata"]}
+        == header_layouts.public_portkey_entries(headers)[0]
+    )
+    assert header_bytes(headers) == sum(len(k) + len(v) + 4 for k, v in headers.raw)
 
 
 def test_raw_portkey_headers_are_found_in_one_pass_case_insensitively():
@@ -62,59 +115,10 @@ def test_raw_portkey_headers_are_found_in_one_pass_case_insensitively():
         (b"x-portkeyish", b"no"),
     ]
     raw += [(b"x-portkey-trace-id", b"a"), (b"X-PORTKEY-TRACE-ID", b"b")]
-    assert h.portkey_headers(raw) == {"x-portkey-provider": "openai", "x-portkey-trace-id": "a, b"}
-    assert h.portkey_headers(raw, also=(b"content-type",))["content-type"] == "application/json"
-
-
-def test_response_attributes_from_a_gateway_answer():
-    answer = {
-        h.TRACE_ID: "c" * 32,
-        h.CACHE_STATUS: "SEMANTIC HIT",
-        h.RETRY_ATTEMPT_COUNT: "-1",
-        h.PROVIDER: "openai",
-        h.LAST_USED_OPTION_INDEX: "config",
-        h.GATEWAY_EXCEPTION: "true",
+    assert header_layouts.raw_portkey_entries(raw) == {
+        "x-portkey-provider": "openai",
+        "x-portkey-trace-id": "a, b",
     }
-    assert h.response_attributes(answer.get) == {
-        "portkey.trace_id": "c" * 32,
-        "portkey.cache.status": "SEMANTIC HIT",
-        "portkey.retry.attempt_count": -1,
-        "portkey.provider": "openai",
-        "portkey.last_used_option_index": "config",
-        "portkey.gateway.exception": True,
-    }
-    # The OSS gateway echoes an empty value when no trace id was sent: the one sent stays.
-    assert "portkey.trace_id" not in h.response_attributes({h.TRACE_ID: "  "}.get)
-
-
-@given(
-    st.dictionaries(
-        st.sampled_from(
-            [
-                h.TRACE_ID,
-                h.CACHE_STATUS,
-                h.RETRY_ATTEMPT_COUNT,
-                h.PROVIDER,
-                h.LAST_USED_OPTION_INDEX,
-                h.GATEWAY_EXCEPTION,
-            ]
-        ),
-        st.text(max_size=5000),
+    assert (
+        header_layouts.raw_portkey_entries(raw, also=(b"content-type",))["content-type"] == "application/json"
     )
-)
-def test_response_attributes_never_raise_and_stay_bounded(answer):
-    attributes = h.response_attributes(answer.get)
-    for value in attributes.values():
-        if isinstance(value, str):
-            assert len(value) <= h.MAX_ATTRIBUTE_CHARS
-    # The retry count is the header's integer when it holds one, else absent (never a string).
-    retries = answer.get(h.RETRY_ATTEMPT_COUNT)
-    try:
-        expected = int(retries.strip()) if retries is not None else None
-    except ValueError:
-        expected = None
-    assert attributes.get(h.ATTR_RETRY_ATTEMPT_COUNT) == expected
-
-
-def test_a_non_integer_retry_count_is_ignored():
-    assert "portkey.retry.attempt_count" not in h.response_attributes({h.RETRY_ATTEMPT_COUNT: "two"}.get)

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_portkey import PortkeySpanProcessor, hooks
+from direct_hooks import DirectHooks
+from otel_portkey import PortkeySpanProcessor
+from otel_portkey._contract.call import MAX_ATTRIBUTE_CHARS
+from otel_portkey._otel import bridge as bridge_module
+from otel_portkey._otel import client_hooks
 from otel_portkey.config import PortkeySettings
-from otel_portkey.headers import MAX_ATTRIBUTE_CHARS
-from otel_portkey.hooks import PortkeyHooks
 
 GATEWAY = "http://gateway.test:8787"
 PROVIDER = TracerProvider()
@@ -48,7 +50,12 @@ any_bytes = st.binary(max_size=300) | st.binary(min_size=5000, max_size=20000)
 @pytest.fixture(autouse=True)
 def failures(monkeypatch):
     failures = []
-    monkeypatch.setattr(hooks, "report_once", lambda where, error: failures.append((where, repr(error))))
+
+    def report(where, error):
+        failures.append((where, repr(error)))
+
+    for module in (bridge_module, client_hooks):
+        monkeypatch.setattr(module, "report_once", report)
     return failures
 
 
@@ -63,7 +70,7 @@ def written(before, after):
     st.sampled_from([httpx, httpx2]),
 )
 def test_any_caller_headers(failures, caller, policy, module):
-    bridge = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY], trace_id_policy=policy))
+    bridge = DirectHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY], trace_id_policy=policy))
     try:
         request = module.Request("POST", f"{GATEWAY}/v1/chat/completions", headers=caller)
     except UnicodeEncodeError:
@@ -71,7 +78,7 @@ def test_any_caller_headers(failures, caller, policy, module):
     before = list(request.headers.raw)
     with TRACER.start_as_current_span("caller"), TRACER.start_as_current_span("POST") as span:
         info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
-        bridge.on_request(span, info)
+        bridge.request_hook(span, info)
         attributes = dict(span.attributes)
     assert failures == []
     assert all(len(v) <= MAX_ATTRIBUTE_CHARS for v in attributes.values() if isinstance(v, str))
@@ -101,13 +108,13 @@ def test_any_caller_headers(failures, caller, policy, module):
     )
 )
 def test_any_gateway_response_headers(failures, answer):
-    bridge = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]))
+    bridge = DirectHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY]))
     request = httpx.Request("POST", f"{GATEWAY}/v1/chat/completions")
     response = httpx.Response(200, headers=answer)
     with TRACER.start_as_current_span("POST") as span:
         info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
-        bridge.on_request(span, info)
-        bridge.on_response(
+        bridge.request_hook(span, info)
+        bridge.response_hook(
             span, info, ResponseInfo(200, response.headers, response.stream, response.extensions)
         )
         attributes = dict(span.attributes)

@@ -3,7 +3,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_portkey.ids import format_span_id, format_trace_id, is_span_id, is_trace_id, new_span_id
+from otel_portkey._contract.ids import format_span_id, format_trace_id, is_span_id, is_trace_id, new_span_id
 
 
 @given(st.integers(min_value=1, max_value=2**128 - 1))

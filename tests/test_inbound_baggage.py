@@ -3,7 +3,7 @@
 A real web framework (FastAPI on uvicorn) runs under ``opentelemetry-instrument`` with the bridge;
 an outside client sends forged ``baggage``; the service calls the real OSS gateway through a
 recording hop. What the gateway received is read the way the OSS gateway reads it and the way
-hosted Portkey documents it reads it (``otel_portkey.testing.gateway_reading``).
+hosted Portkey documents it reads it (``otel_portkey.testing``: ``read_as_oss``, ``read_as_hosted``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from otel_portkey.testing.gateway import free_port
-from otel_portkey.testing.gateway_reading import read_as_hosted, read_as_oss
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey.testing import OtlpReceiver, free_port, read_as_hosted, read_as_oss
 
 from instrumented import BIN, ROOT, otel_env
+
+pytestmark = pytest.mark.integration
 
 # An outside caller forging Portkey metadata in every form baggage allows.
 FORGED = ",".join(

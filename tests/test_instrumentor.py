@@ -6,7 +6,8 @@ import pytest
 from opentelemetry.instrumentation.dependencies import DependencyConflict
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from otel_portkey import PortkeyInstrumentor, instrumentor
+from otel_portkey import PortkeyInstrumentor
+from otel_portkey._otel import instrumentor
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,11 @@ import pytest
 from opentelemetry import baggage, context, trace
 
 from otel_portkey import PortkeyInstrumentor
-from otel_portkey.testing.gateway_reading import parse_traceparent, read_as_hosted, read_as_oss
+from otel_portkey.testing import parse_traceparent, read_as_hosted, read_as_oss
 
 from llm_clients import LLM_CLIENTS
+
+pytestmark = pytest.mark.integration
 
 tracer = trace.get_tracer("test")
 

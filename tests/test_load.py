@@ -7,16 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import httpx2
+import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
 from opentelemetry.sdk.trace import TracerProvider
 
+from direct_hooks import DirectHooks
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor, portkey_metadata
+from otel_portkey._contract.ids import format_trace_id
+from otel_portkey._otel.kept_trace_ids import MAX_TRACES, portkey_trace_ids
 from otel_portkey.config import PortkeySettings
-from otel_portkey.hooks import PortkeyHooks
-from otel_portkey.ids import format_trace_id
 from otel_portkey.testing import route_headers
-from otel_portkey.trace_ids import MAX_TRACES, portkey_trace_ids
 
 tracer = trace.get_tracer("load")
 
@@ -38,6 +39,7 @@ def assert_no_cross_talk(spans, requests, echoes):
         assert call.attributes["portkey.trace_id"] == trace_id
 
 
+@pytest.mark.integration
 def test_1000_concurrent_async_calls(oss_gateway, model, spans):
     PortkeyInstrumentor().instrument(gateway_urls=[oss_gateway.url])
     headers = {**route_headers(model.base_url), "authorization": "Bearer sk-test"}
@@ -64,6 +66,7 @@ def test_1000_concurrent_async_calls(oss_gateway, model, spans):
     assert_no_cross_talk(spans, 1000, echoes)
 
 
+@pytest.mark.integration
 def test_50_threads_of_calls(oss_gateway, model, spans):
     PortkeyInstrumentor().instrument(gateway_urls=[oss_gateway.url])
     headers = {**route_headers(model.base_url), "authorization": "Bearer sk-test"}
@@ -82,6 +85,7 @@ def test_50_threads_of_calls(oss_gateway, model, spans):
     assert_no_cross_talk(spans, 500, echoes)
 
 
+@pytest.mark.slow
 def test_100000_sequential_calls_keep_memory_and_registries_bounded():
     """The full hook path on real httpx objects and SDK spans (no network, so it takes seconds)."""
     provider = TracerProvider()
@@ -89,7 +93,7 @@ def test_100000_sequential_calls_keep_memory_and_registries_bounded():
     provider.add_span_processor(processor)
     local = provider.get_tracer("load")
     gateway = "http://127.0.0.1:8787"
-    bridge = PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[gateway]), processor.caller_name)
+    bridge = DirectHooks(PortkeySettings.from_env({}, gateway_urls=[gateway]))
 
     def call(n):
         request = httpx.Request("POST", f"{gateway}/v1/chat/completions")
@@ -100,9 +104,9 @@ def test_100000_sequential_calls_keep_memory_and_registries_bounded():
             local.start_as_current_span("POST", kind=trace.SpanKind.CLIENT) as span,
         ):
             info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
-            bridge.on_request(span, info)
+            bridge.request_hook(span, info)
             response = httpx.Response(200, headers={"x-portkey-cache-status": "MISS"})
-            bridge.on_response(
+            bridge.response_hook(
                 span, info, ResponseInfo(200, response.headers, response.stream, response.extensions)
             )
 

@@ -11,12 +11,14 @@ import json
 
 import pytest
 
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey.testing import OtlpReceiver
 
 from instrumented import ROOT, otel_env, run_instrumented
 
+pytestmark = pytest.mark.integration
+
 FIRST = {
-    "bridge first": {"otel_portkey_first": "otel_portkey.instrumentor:PortkeyInstrumentor"},
+    "bridge first": {"otel_portkey_first": "otel_portkey._otel.instrumentor:PortkeyInstrumentor"},
     "httpx first": {
         "httpx_first": "opentelemetry.instrumentation.httpx:HTTPXClientInstrumentor",
         "httpx2_first": "opentelemetry.instrumentation.httpx:HTTPX2ClientInstrumentor",

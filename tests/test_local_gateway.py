@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from otel_portkey.testing.gateway import free_port
+from otel_portkey.testing import free_port
 from test_readme import alive, descendants, exports_in, listening, wait_for_gateway
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ import httpx2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_portkey import metadata as md
+from otel_portkey._contract import metadata as md
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from portkey_ai import createHeaders
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey.ids import format_trace_id
+from otel_portkey._contract.ids import format_trace_id
 from otel_portkey.testing import route_headers
 
 from clients import post
@@ -34,6 +34,7 @@ def gateway_client(hop, model, **create_headers):
     return openai.OpenAI(base_url=f"{hop.url}/v1", api_key="sk-test", default_headers=headers)
 
 
+@pytest.mark.integration
 def test_context_metadata_merges_with_the_callers_header_at_the_gateway(hop, model, spans, monkeypatch):
     monkeypatch.setenv("OTEL_PORTKEY_METADATA", "team=ml,_environment=test")
     PortkeyInstrumentor().instrument(gateway_urls=[hop.url])
@@ -66,6 +67,7 @@ def test_context_metadata_merges_with_the_callers_header_at_the_gateway(hop, mod
     )  # the processor's copy of the context
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("policy", ["respect", "override"])
 def test_trace_id_policy_with_a_callers_own_trace_id(hop, model, spans, policy):
     PortkeyInstrumentor().instrument(gateway_urls=[hop.url], trace_id_policy=policy)

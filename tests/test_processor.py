@@ -2,12 +2,17 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor, portkey_metadata
+from otel_portkey._otel.sdk_internals import span_processors
+
+
+def registered(provider):
+    return [p for p in span_processors(provider) if isinstance(p, PortkeySpanProcessor)]
 
 
 def processors(provider):
-    return [
-        p for p in provider._active_span_processor._span_processors if isinstance(p, PortkeySpanProcessor)
-    ]
+    """The provider's bridge processors that are switched on (one the bridge added stays
+    registered, switched off, after uninstrument: the SDK cannot remove a processor)."""
+    return [p for p in registered(provider) if p.enabled]
 
 
 def test_every_span_in_a_metadata_block_carries_it(spans):
@@ -69,6 +74,7 @@ def test_the_instrumentor_adds_the_processor_and_takes_it_away_again(model_serve
         assert len(processors(provider)) == 1
         PortkeyInstrumentor().uninstrument()
         assert processors(provider) == []
+    assert len(registered(provider)) <= 1, "the one the bridge added is reused, never a second one"
 
 
 def test_a_processor_added_by_hand_is_reused():
@@ -85,7 +91,7 @@ def test_the_processor_never_raises_into_the_app(monkeypatch, caplog):
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from otel_portkey import processor as processor_module
+    from otel_portkey._otel import processor as processor_module
 
     def broken(*args):
         raise RuntimeError("boom")

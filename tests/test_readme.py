@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_portkey.testing.gateway import cache_root
+from otel_portkey.testing import cache_root
 
 from components import ROOT, Collector, attribute, span_id
 from conftest import PORTKEY_STANDIN_KEY

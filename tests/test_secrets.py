@@ -14,11 +14,14 @@ import pytest
 from opentelemetry import trace
 from portkey_ai import Portkey
 
-from otel_portkey import PortkeyInstrumentor, PortkeySpanExporter, hooks, record_feedback
-from otel_portkey.testing import route_headers
-from otel_portkey.testing.otlp_receiver import OtlpReceiver
+from otel_portkey import PortkeyInstrumentor, PortkeySpanExporter, record_feedback
+from otel_portkey._otel import bridge as bridge_module
+from otel_portkey._otel import diagnostics
+from otel_portkey.testing import OtlpReceiver, route_headers
 
 from instrumented import otel_env, run_instrumented
+
+pytestmark = pytest.mark.integration
 
 SECRETS = {
     "portkey": "pk-SENTINEL-portkey-api-key-41",
@@ -113,9 +116,9 @@ def test_no_secret_in_spans_exports_or_logs(oss_gateway, model, spans, debug_log
         with pytest.raises(ValueError, match="PORTKEY_API_KEY"):
             record_feedback(1)
         monkeypatch.setattr(
-            hooks, "new_span_id", lambda: (_ for _ in ()).throw(ValueError(SECRETS["portkey"]))
+            bridge_module, "new_span_id", lambda: (_ for _ in ()).throw(ValueError(SECRETS["portkey"]))
         )
-        monkeypatch.setattr(hooks, "_reported", set())
+        monkeypatch.setattr(diagnostics, "_reported", set())
         client.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "bridge failing"}]
         )

@@ -7,7 +7,8 @@ import httpx
 import httpx2
 import pytest
 
-from otel_portkey.streaming import end_span_when_stream_closes, is_event_stream
+from otel_portkey._contract.call import is_event_stream
+from otel_portkey._otel.streaming import end_span_when_stream_closes
 
 STREAM = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "one two three"}]}
 

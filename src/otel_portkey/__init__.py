@@ -2,25 +2,34 @@
 
 The public names are imported on first use (PEP 562), so ``import otel_portkey`` costs almost
 nothing: the OTLP exporter, the instrumentation machinery and the SDKs load only when needed.
+Everything else lives in private packages: ``_contract`` (the pure Portkey contract), ``_otel`` (the
+OpenTelemetry side: hooks, propagator, processor), ``_cli`` and ``_peers`` (the servers that
+``otel_portkey.testing`` makes public).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .context import portkey_metadata
+    from ._otel.instrumentor import PortkeyInstrumentor
+    from ._otel.metadata_context import portkey_metadata
+    from ._otel.processor import PortkeySpanProcessor
     from .exporter import PortkeySpanExporter
     from .feedback import record_feedback, record_feedback_async
-    from .instrumentor import PortkeyInstrumentor
-    from .processor import PortkeySpanProcessor
+
+try:
+    __version__ = version("otel-portkey")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _WHERE = {
-    "PortkeyInstrumentor": ".instrumentor",
+    "PortkeyInstrumentor": "._otel.instrumentor",
     "PortkeySpanExporter": ".exporter",
-    "PortkeySpanProcessor": ".processor",
-    "portkey_metadata": ".context",
+    "PortkeySpanProcessor": "._otel.processor",
+    "portkey_metadata": "._otel.metadata_context",
     "record_feedback": ".feedback",
     "record_feedback_async": ".feedback",
 }
@@ -29,6 +38,7 @@ __all__ = [
     "PortkeyInstrumentor",
     "PortkeySpanExporter",
     "PortkeySpanProcessor",
+    "__version__",
     "portkey_metadata",
     "record_feedback",
     "record_feedback_async",

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from .baggage_trust import BaggageTrust
+from ._contract.baggage_trust import BaggageTrust
+from ._contract.call import TraceIdPolicy, gateway_prefix
+from ._contract.metadata import parse_key_values, sanitise
 from .environment_variables import (
     OTEL_PORTKEY_GATEWAY_URLS,
     OTEL_PORTKEY_JAEGER_UI_URL,
@@ -19,8 +21,6 @@ from .environment_variables import (
     PORTKEY_API_KEY,
     PORTKEY_SDK_GATEWAY_URLS,
 )
-from .headers import TraceIdPolicy, gateway_prefix
-from .metadata import parse_key_values, sanitise
 
 _log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any, Final
 
 from opentelemetry import trace
 
+from ._contract.ids import format_trace_id
+from ._contract.metadata import sanitise
+from ._otel.kept_trace_ids import portkey_trace_ids
 from .config import usable_api_key
 from .environment_variables import OTEL_PORTKEY_FEEDBACK_BASE_URL, PORTKEY_API_KEY
-from .ids import format_trace_id
-from .metadata import sanitise
-from .trace_ids import portkey_trace_ids
 
 DEFAULT_FEEDBACK_BASE_URL: Final = "https://api.portkey.ai/v1"
 

@@ -8,23 +8,15 @@ cache ``DISABLED``, provider, option index). Whatever uses it must say so.
 from __future__ import annotations
 
 import http.client
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import urlsplit
 
-from ._server import LoopbackServer
+from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .recording_proxy import HOP_BY_HOP, relay_response
 
 LABEL = "built-in Portkey stand-in (Node.js not found: not the real gateway)"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(LoopbackHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         custom_host = self.headers.get("x-portkey-custom-host")
@@ -63,8 +55,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class PortkeyStandIn:
+class PortkeyStandIn(LoopbackService):
     """``with PortkeyStandIn() as gateway: gateway.base_url`` — same surface as :class:`OssGateway`."""
+
+    thread_name = "portkey-stand-in"
 
     label = LABEL
 
@@ -72,22 +66,5 @@ class PortkeyStandIn:
         self._server = LoopbackServer(_Handler, port)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
-
-    @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
-
-    def start(self) -> PortkeyStandIn:
-        self._server.start("portkey-stand-in")
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> PortkeyStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

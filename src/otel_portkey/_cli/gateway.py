@@ -22,7 +22,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from .testing.gateway import (
+from .._peers.model_server import ScriptedModelServer
+from .._peers.oss_gateway import (
     GATEWAY_VERSION,
     GatewayUnavailable,
     OssGateway,
@@ -30,8 +31,7 @@ from .testing.gateway import (
     installed_gateway,
     route_headers,
 )
-from .testing.model_server import ScriptedModelServer
-from .testing.recording_proxy import RecordingProxy
+from .._peers.recording_proxy import RecordingProxy
 
 DEFAULT_PORT: Final = 8787
 SCRIPTED_MODEL_KEY: Final = "sk-local-scripted-model"  # the scripted model accepts any key

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -20,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ._server import LoopbackServer
+from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 
 @dataclass(frozen=True)
@@ -91,13 +90,15 @@ def decode_spans(payload: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
+class OtlpReceiver(LoopbackService):
     """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL).
 
     ``path`` is where exports are accepted (Portkey's is ``/v1/otel/v1/traces``); with
     ``required_headers`` an export missing one of them is answered 401 and kept in ``rejected``;
     with ``forward_to`` (an OTLP/HTTP base URL) each accepted export is relayed there too.
     """
+
+    thread_name = "otlp-receiver"
 
     def __init__(
         self,
@@ -116,13 +117,7 @@ class OtlpReceiver:
         self._fail_next: list[int] = []
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(LoopbackHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
@@ -193,16 +188,3 @@ class OtlpReceiver:
         while not predicate(self.spans) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.spans
-
-    def start(self) -> OtlpReceiver:
-        self._server.start("otlp-receiver")
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

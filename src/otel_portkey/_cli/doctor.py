@@ -42,11 +42,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
 
-from . import environment_variables as ev
-from .config import PortkeySettings
-from .hooks import PortkeyHooks
-from .metadata import parse_key_values
-from .processor import PortkeySpanProcessor
+from .. import environment_variables as ev
+from .._contract.metadata import parse_key_values
+from .._otel.bridge import Bridge
+from .._otel.processor import PortkeySpanProcessor
+from ..config import PortkeySettings
 
 PACKAGES: Final = (
     "otel-portkey",
@@ -198,7 +198,7 @@ def sample_call_headers(settings: PortkeySettings, env: dict[str, str]) -> dict[
     provider = TracerProvider(resource=Resource(attributes))
     processor = PortkeySpanProcessor(baggage_trust=settings.baggage_trust)
     provider.add_span_processor(processor)
-    hooks = PortkeyHooks(settings, processor.caller_name)
+    bridge = Bridge(settings)
     tracer = provider.get_tracer("opentelemetry.instrumentation.doctor")
     upstream = SpanContext(SAMPLE_TRACE_ID, SAMPLE_SPAN_ID, is_remote=True, trace_flags=TraceFlags(1))
     gateway = settings.gateway_prefixes[0] if settings.gateway_prefixes else "http://localhost:8787"
@@ -209,7 +209,7 @@ def sample_call_headers(settings: PortkeySettings, env: dict[str, str]) -> dict[
             "POST", kind=SpanKind.CLIENT, attributes={"url.full": f"{gateway}/v1/chat/completions"}
         ) as span,
     ):
-        hooks.on_portkey_request(span, carrier, default_setter)
+        bridge.on_inject(span, carrier, default_setter)
     provider.shutdown()
     return carrier
 

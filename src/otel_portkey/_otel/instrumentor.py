@@ -5,21 +5,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import TracerProvider
 
-from . import client_hooks
-from . import headers as h
-from .config import PortkeySettings
-from .environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
-from .hooks import PortkeyHooks, warn_once
+from ..config import PortkeySettings
+from ..environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
+from . import client_hooks, propagator
+from .bridge import Bridge
+from .diagnostics import warn_once
 from .processor import PortkeySpanProcessor
-from .propagation import PortkeyPropagator
+from .sdk_internals import span_processors
 
 _log = logging.getLogger(__name__)
 
@@ -34,21 +35,19 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
     jaeger_ui_url=None, trace_url_template=None, trusted_baggage_keys=None)``: arguments override
-    the ``OTEL_PORTKEY_*`` environment. Installing it wraps the global propagator (the request
-    side, :mod:`otel_portkey.propagation`), adds the bridge's hooks to client instrumentations
-    made from then on (the response side, :mod:`otel_portkey.client_hooks`), adds a
-    ``PortkeySpanProcessor`` to an SDK tracer provider (unless one is there already), and
-    instruments httpx/httpx2 itself when nobody else does, so no HTTP span is ever doubled.
-    ``uninstrument()`` undoes all of it.
+    the ``OTEL_PORTKEY_*`` environment. Installing it adds the bridge's hooks to client
+    instrumentations made from then on (``client_hooks``), wraps the global propagator
+    (``propagator``), gives an SDK tracer provider a ``PortkeySpanProcessor`` (unless one is there
+    already), and instruments httpx/httpx2 itself when nobody else does and they are installed, so
+    no HTTP span is ever doubled. ``uninstrument()`` undoes all of it; the processor it added is
+    switched off (the SDK cannot remove one) and switched on again by the next ``instrument()``.
     """
 
     # BaseInstrumentor is a per-class singleton whose constructor runs on every ``PortkeyInstrumentor()``:
     # state lives in class defaults, replaced on the instance by ``_instrument``.
     _owned: tuple[type[Any], ...] = ()  # the httpx instrumentors the bridge instrumented itself
     _tracer_provider: Any = None
-    _added_processor: tuple[Any, PortkeySpanProcessor] | None = None
-    _propagator: PortkeyPropagator | None = None
-    _replaced: tuple[PortkeyPropagator, ...] = ()  # earlier wrappers, perhaps still inside a composite
+    _switched_on: PortkeySpanProcessor | None = None  # the processor instrument() enabled or added
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
@@ -91,21 +90,10 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         self._tracer_provider = kwargs.get("tracer_provider")
         provider = self._tracer_provider or trace.get_tracer_provider()
-        processor, added = _processor_for(provider, settings)
-        self._added_processor = (provider, processor) if added and processor is not None else None
-        hooks = PortkeyHooks(
-            settings,
-            processor.caller_name if processor is not None else None,
-            after_request=self._keep_propagator,
-            resource=getattr(provider, "resource", None),
-        )
-        self._propagator = PortkeyPropagator(
-            propagate.get_global_textmap(),
-            lambda url: h.url_matches_gateway(url, settings.gateway_prefixes),
-            hooks.on_portkey_request,
-        )
-        propagate.set_global_textmap(self._propagator)
-        client_hooks.activate(hooks)
+        self._switched_on = _processor_for(provider, settings)
+        bridge = Bridge(settings, resource=getattr(provider, "resource", None))
+        propagator.install(bridge)
+        client_hooks.activate(bridge)
         for name in client_hooks.attach():
             warn_once(
                 f"{name} instrumented first",
@@ -121,7 +109,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them) and the library is
         installed; the bridge's hooks come with it. One the user switched off in
         ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` stays off."""
-        if self._propagator is None:  # not installed
+        if client_hooks._bridge() is None:  # not installed
             return
         disabled = {
             name.strip() for name in os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
@@ -144,72 +132,39 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             cls().instrument(tracer_provider=self._tracer_provider)
             self._owned += (cls,)
 
-    def _keep_propagator(self) -> None:
-        """Wrap the global propagator again if something replaced it after the bridge was installed."""
-        ours = self._propagator
-        current = propagate.get_global_textmap()
-        if ours is None or current is ours:
-            return
-        warn_once(
-            "propagator replaced",
-            "otel-portkey: the global propagator was replaced after the bridge was installed; "
-            "wrapping the new one so that gateway requests still carry no baggage",
-        )
-        # A new wrapper around whatever is there now (a composite holding the old wrapper too: a
-        # wrapper nested in another one only passes through), never a mutation of the old one.
-        self._propagator = PortkeyPropagator(current, ours.url_is_gateway, ours.on_portkey_request)
-        self._replaced += (ours,)
-        propagate.set_global_textmap(self._propagator)
-
     def _uninstrument(self, **kwargs: Any) -> None:
         for cls in self._owned:
             cls().uninstrument()
         self._owned = ()
-        if self._added_processor is not None:
-            _remove_processor(*self._added_processor)
-            self._added_processor = None
+        if self._switched_on is not None:
+            self._switched_on.enabled = False
+            self._switched_on = None
         client_hooks.activate(None)
         client_hooks.detach()
-        if self._propagator is not None:
-            for wrapper in (*self._replaced, self._propagator):
-                wrapper.enabled = False
-            if propagate.get_global_textmap() is self._propagator:  # else someone replaced it: keep theirs
-                propagate.set_global_textmap(self._propagator.inner)
-            self._propagator = None
-            self._replaced = ()
+        propagator.uninstall()
 
 
-def _processor_for(provider: Any, settings: PortkeySettings) -> tuple[PortkeySpanProcessor | None, bool]:
-    """The provider's bridge processor and whether the bridge added it; (None, False) for a non-SDK one.
-
-    A processor the user added by hand is found and reused (and never removed by the bridge).
-    """
+def _processor_for(provider: Any, settings: PortkeySettings) -> PortkeySpanProcessor | None:
+    """Switch on the provider's bridge processor, adding one if it has none; returns the one the
+    bridge switched on (None: a processor the user added, which the bridge leaves as it is, or a
+    provider that is not the SDK's, which takes none)."""
     if not isinstance(provider, TracerProvider):
         _log.debug("otel-portkey: no SDK tracer provider; gateway nodes get METHOD /path names")
-        return None, False
-    registered = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
-    processor = next((p for p in registered if isinstance(p, PortkeySpanProcessor)), None)
-    if processor is not None:
-        return processor, False
+        return None
+    mine = _added.get(provider)
+    if mine is not None:
+        mine.baggage_trust, mine.enabled = settings.baggage_trust, True
+        return mine
+    if any(isinstance(p, PortkeySpanProcessor) and p.enabled for p in span_processors(provider)):
+        return None  # the user's
     processor = PortkeySpanProcessor(baggage_trust=settings.baggage_trust)
     provider.add_span_processor(processor)
-    return processor, True
+    _added[provider] = processor
+    return processor
 
 
-def _remove_processor(provider: Any, processor: PortkeySpanProcessor) -> None:
-    """Take the bridge's processor off the provider again.
-
-    The SDK has no public way to remove a span processor; its multi-processor keeps them in a
-    tuple it replaces under a lock, so the bridge does the same. If that layout is not there, the
-    processor stays registered (harmless: it only names and tags spans) and is reused next time.
-    """
-    multi: Any = getattr(provider, "_active_span_processor", None)
-    lock = getattr(multi, "_lock", None)
-    if lock is None or not isinstance(getattr(multi, "_span_processors", None), tuple):
-        return
-    with lock:
-        multi._span_processors = tuple(p for p in multi._span_processors if p is not processor)
-    processor.shutdown()
+# Per provider, the processor the bridge added to it (kept, switched off, while uninstrumented).
+_added: weakref.WeakKeyDictionary[Any, PortkeySpanProcessor] = weakref.WeakKeyDictionary()
 
 
 def _auto_instrumentation_starting() -> None:

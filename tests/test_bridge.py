@@ -6,8 +6,10 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from otel_portkey import header_layouts, hooks
-from otel_portkey.ids import format_span_id, format_trace_id
+from otel_portkey._contract.ids import format_span_id, format_trace_id
+from otel_portkey._otel import bridge as bridge_module
+from otel_portkey._otel import diagnostics
+from otel_portkey._otel import headers as header_layouts
 
 from clients import post
 
@@ -110,8 +112,8 @@ def test_a_failing_bridge_never_breaks_the_request(bridge, model, spans, flavour
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(hooks, "new_span_id", broken)
-    monkeypatch.setattr(hooks, "_reported", set())
+    monkeypatch.setattr(bridge_module, "new_span_id", broken)
+    monkeypatch.setattr(diagnostics, "_reported", set())
     with caplog.at_level(logging.WARNING, logger="otel_portkey"):
         first = post(flavour, mode, chat_url(model))
         second = post(flavour, mode, chat_url(model))
@@ -171,9 +173,10 @@ def _call(bridge, span, headers=None, url=f"{GATEWAY}/v1/chat/completions", answ
 
 
 def _hooks(**settings):
+    from direct_hooks import DirectHooks
     from otel_portkey.config import PortkeySettings
 
-    return hooks.PortkeyHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY], **settings))
+    return DirectHooks(PortkeySettings.from_env({}, gateway_urls=[GATEWAY], **settings))
 
 
 def test_each_tracer_providers_resource_gives_its_own_service_metadata():

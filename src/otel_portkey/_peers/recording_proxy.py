@@ -15,10 +15,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import urlsplit
 
-from ._server import LoopbackServer
+from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 HOP_BY_HOP = {
     "connection",
@@ -62,7 +61,7 @@ def relay_response(
     handler.wfile.write(b"0\r\n\r\n")
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackService):
     """``with RecordingProxy(gateway.url) as hop: client(base_url=hop.url + "/v1")``.
 
     ``port``: where to listen on 127.0.0.1 (default: a free port). ``add_headers``: headers the hop
@@ -71,6 +70,8 @@ class RecordingProxy:
     each request as the hop received it, before they are added (with ``record=False``, nothing is
     kept: a hop that runs for hours).
     """
+
+    thread_name = "recording-proxy"
 
     def __init__(
         self,
@@ -85,13 +86,7 @@ class RecordingProxy:
         lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(LoopbackHandler):
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -119,25 +114,3 @@ class RecordingProxy:
             do_GET = do_POST = do_PUT = do_DELETE = _relay
 
         self._server = LoopbackServer(Handler, port)
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``: use it where the gateway's root URL would go."""
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def start(self) -> RecordingProxy:
-        self._server.start("recording-proxy")
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def close(self) -> None:
-        """Give the port back without ever having served (``stop`` is for a started hop)."""
-        self._server.server_close()
-
-    def __enter__(self) -> RecordingProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -52,7 +52,7 @@ class BaggageTrust:
     def trusts(self, key: str) -> bool:
         return key in self.keys or key.startswith(self.prefixes)
 
-    def metadata(self, entries: Mapping[object, object]) -> dict[str, str]:
+    def metadata(self, entries: Mapping[str, object]) -> dict[str, str]:
         """The trusted entries of a baggage mapping, as sanitised Portkey metadata.
 
         An explicit ``portkey.metadata._user`` wins over ``enduser.id``.

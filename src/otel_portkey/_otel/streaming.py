@@ -18,11 +18,6 @@ from typing import Any
 from opentelemetry.trace import Span
 
 
-def is_event_stream(content_type: str | None) -> bool:
-    """True for a ``text/event-stream`` content type (any parameters)."""
-    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == "text/event-stream"  # type: ignore[union-attr]
-
-
 def end_span_when_stream_closes(
     span: Span,
     stream: Any,

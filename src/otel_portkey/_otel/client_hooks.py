@@ -1,11 +1,11 @@
 """The bridge's hooks in every OTel HTTP client instrumentation, through its public ``instrument()``.
 
-Each client's request hook runs in the CLIENT span just before its instrumentation injects, with
-the request's URL, method and live header mapping at hand: it decides whether the request is for
-a gateway, sets the Portkey headers, and tells ``PortkeyPropagator`` what it found, so the
-propagator, which sees every request, need not look again. (A request no bridge hook saw is still
-bridged by the propagator alone, from its span's attributes.) The response hook puts the gateway's
-answer on the span.
+Each client's hooks are thin adapters: the request hook runs in the CLIENT span just before its
+instrumentation injects, finds the request's live header mapping, URL and method among its
+arguments, and hands them to :meth:`Bridge.on_request <otel_portkey._otel.bridge.Bridge.on_request>`
+(which decides whether the request is for a gateway, sets the Portkey headers, and leaves its
+decision for the propagator); the response hook hands the response's headers and stream to
+``Bridge.on_response``. (A request no bridge hook saw is still bridged by the propagator alone.)
 
 Each instrumentation takes hooks only as keyword arguments of its public ``instrument(**kwargs)``,
 and ``opentelemetry-instrument`` calls it with none. So the bridge wraps ``instrument`` (and
@@ -24,21 +24,28 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wrapt
+from opentelemetry.instrumentation.utils import unwrap
 
-if TYPE_CHECKING:
-    from .hooks import PortkeyHooks
+from .bridge import Bridge
+from .diagnostics import report_once
+from .propagator import keep_installed
 
-_active: list[PortkeyHooks] = []  # the installed bridge's hooks, if any (read with ``_bridge()``)
+_active: list[Bridge] = []  # the installed bridge, if any (read with ``_bridge()``)
 
 
-def _bridge() -> PortkeyHooks | None:
+def _bridge() -> Bridge | None:
     try:
         return _active[0]  # one atomic read: another thread may deactivate meanwhile
     except IndexError:
         return None
+
+
+def activate(bridge: Bridge | None) -> None:
+    """Make ``bridge`` the one the composed hooks call (None: they do nothing)."""
+    _active[:] = [bridge] if bridge is not None else []
 
 
 _MARK = "_otel_portkey_hook"
@@ -51,7 +58,7 @@ class Client:
     name: str  # its entry point's name, as OTEL_PYTHON_DISABLED_INSTRUMENTATIONS spells it
     module: str
     instrumentor: str
-    hooks: Callable[[], dict[str, Callable[..., Any]]]  # instrument() keyword → the bridge's hook
+    hooks: Callable[..., dict[str, Callable[..., Any]]]  # (bridge_of) → instrument() keyword → hook
 
     def instrumentor_class(self) -> type[Any] | None:
         """The instrumentor class, or None when the instrumentation (or its library) is not installed."""
@@ -61,16 +68,37 @@ class Client:
             return None
 
 
-def _httpx_hooks() -> dict[str, Callable[..., Any]]:
+def _request(bridge: Bridge, span: Any, headers: Any, url: str, method: str) -> None:
+    if bridge.on_request(span, headers, url, method):  # guarded inside
+        keep_installed()
+
+
+BridgeOf = Callable[[], "Bridge | None"]  # the bridge a hook calls: the installed one, unless a test says
+
+
+def httpx_hooks(bridge_of: BridgeOf = _bridge) -> dict[str, Callable[..., Any]]:
+    """The httpx/httpx2 instrumentation's hooks (``RequestInfo`` / ``ResponseInfo`` tuples), calling
+    ``bridge_of()``: the installed bridge by default."""
+
     def request_hook(span: Any, request: Any) -> None:
-        bridge = _bridge()
-        if bridge is not None:
-            bridge.on_request(span, request)
+        bridge = bridge_of()
+        if bridge is None:
+            return
+        try:
+            headers = request.headers
+            method = request.method
+            method = method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
+            url = str(request.url)
+        except Exception as error:
+            report_once("adding Portkey headers", error)
+            return
+        if headers is not None:
+            _request(bridge, span, headers, url, method)
 
     def response_hook(span: Any, request: Any, response: Any) -> None:
-        bridge = _bridge()
+        bridge = bridge_of()
         if bridge is not None:
-            bridge.on_response(span, request, response)
+            bridge.on_response(span, response, _httpx_answer, ("close",), ("aclose",))  # guarded inside
 
     async def async_request_hook(span: Any, request: Any) -> None:
         request_hook(span, request)
@@ -86,18 +114,30 @@ def _httpx_hooks() -> dict[str, Callable[..., Any]]:
     }
 
 
+def _httpx_answer(response: Any) -> tuple[Any, Any]:
+    return response.headers, response.stream
+
+
+def _answer(response: Any) -> tuple[Any, Any]:
+    """Headers and stream of a requests, urllib, urllib3 or aiohttp response; no stream when its
+    body is already read (requests without ``stream=True``)."""
+    body = getattr(response, "raw", None) or response  # requests keeps the stream in ``raw``
+    return response.headers, None if getattr(body, "closed", False) is True else response
+
+
 def _client_hooks(
     request_of: Callable[..., tuple[Any, str, str]],
     response_of: Callable[..., Any],
-    close_methods: tuple[str, ...],
-) -> Callable[[], dict[str, Callable[..., Any]]]:
+    closers: tuple[str, ...],
+) -> Callable[[BridgeOf], dict[str, Callable[..., Any]]]:
     """A ``request_hook`` that bridges the request (``request_of`` finds its header mapping, URL
     and method among the hook's arguments after the span), and a ``response_hook`` that reads the
-    gateway's answer from the response (``response_of``)."""
+    gateway's answer from the response (``response_of``), whose span a stream keeps open until one
+    of ``closers`` runs."""
 
-    def hooks() -> dict[str, Callable[..., Any]]:
+    def hooks(bridge_of: BridgeOf = _bridge) -> dict[str, Callable[..., Any]]:
         def request_hook(span: Any, *args: Any) -> None:
-            bridge = _bridge()
+            bridge = bridge_of()
             if bridge is None:
                 return
             try:
@@ -105,10 +145,10 @@ def _client_hooks(
             except Exception:
                 return
             if headers is not None:
-                bridge.on_client_request(span, headers, url, method)  # guarded inside
+                _request(bridge, span, headers, url, method)
 
         def response_hook(span: Any, *args: Any) -> None:
-            bridge = _bridge()
+            bridge = bridge_of()
             if bridge is None:
                 return
             try:
@@ -116,7 +156,7 @@ def _client_hooks(
             except Exception:
                 return
             if response is not None:
-                bridge.on_client_response(span, response, close_methods)  # guarded inside
+                bridge.on_response(span, response, _answer, closers)  # guarded inside
 
         return {"request_hook": request_hook, "response_hook": response_hook}
 
@@ -152,8 +192,8 @@ def _aiohttp_request(params: Any) -> tuple[Any, str, str]:
 
 _HTTPX = "opentelemetry.instrumentation.httpx"
 CLIENTS = (
-    Client("httpx", _HTTPX, "HTTPXClientInstrumentor", _httpx_hooks),
-    Client("httpx2", _HTTPX, "HTTPX2ClientInstrumentor", _httpx_hooks),
+    Client("httpx", _HTTPX, "HTTPXClientInstrumentor", httpx_hooks),
+    Client("httpx2", _HTTPX, "HTTPX2ClientInstrumentor", httpx_hooks),
     Client(
         "requests",
         "opentelemetry.instrumentation.requests",
@@ -221,13 +261,14 @@ def _composed(user: Any, ours: Callable[..., Any]) -> Callable[..., Any]:
     return composed
 
 
-_wrapped: dict[tuple[type[Any], str], bool] = {}  # (class, method) → whether the class defined it
+# (class, method) -> (whether the class defined the method itself, the wrapper put there)
+_wrapped: dict[tuple[type[Any], str], tuple[bool, object]] = {}
 _with_our_hooks: set[type[Any]] = set()  # instrumented through the wrapper, not uninstrumented since
 
 
 def _instrument_wrapper(client: Client) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        ours = client.hooks()
+        ours = client.hooks(_bridge)
         kwargs = {**kwargs, **{key: _composed(kwargs.get(key), hook) for key, hook in ours.items()}}
         result = wrapped(*args, **kwargs)
         _with_our_hooks.add(type(instance))
@@ -254,29 +295,24 @@ def attach() -> list[str]:
                 ("instrument", _instrument_wrapper(client)),
                 ("uninstrument", _uninstrument_wrapper),
             ):
-                _wrapped[(cls, method)] = method in cls.__dict__
-                wrapt.wrap_function_wrapper(cls, method, wrapper)
+                own = method in cls.__dict__
+                _wrapped[(cls, method)] = (own, wrapt.wrap_function_wrapper(cls, method, wrapper))
         if cls().is_instrumented_by_opentelemetry and cls not in _with_our_hooks:
             late.append(client.name)
     return late
 
 
 def detach() -> None:
-    """Put every wrapped method back."""
-    for (cls, method), own in list(_wrapped.items()):
+    """Put every wrapped method back, unless something wrapped it again over the bridge's wrapper
+    (that one is left in place, and with it ours, which does nothing once the bridge is gone)."""
+    for (cls, method), (own, wrapper) in list(_wrapped.items()):
         del _wrapped[(cls, method)]
-        current = cls.__dict__.get(method)
-        if current is None or getattr(current, "_self_wrapper", None) is None:  # not a wrapper: leave it
+        if cls.__dict__.get(method) is not wrapper:
             continue
         if own:
-            setattr(cls, method, current.__wrapped__)
-        else:
+            unwrap(cls, method)
+        else:  # inherited: the class gets its base's method again
             delattr(cls, method)
     _with_our_hooks.difference_update(
         {c for c in _with_our_hooks if not c().is_instrumented_by_opentelemetry}
     )
-
-
-def activate(hooks: PortkeyHooks | None) -> None:
-    """Make ``hooks`` the bridge the composed hooks call (None: they do nothing)."""
-    _active[:] = [hooks] if hooks is not None else []

@@ -9,10 +9,22 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from .baggage_trust import BaggageTrust
-from .context import NO_TRUST, MetadataItems, context_metadata
-from .headers import ATTR_METADATA_PREFIX
-from .hooks import report_once
+from .._contract.baggage_trust import BaggageTrust
+from .._contract.call import ATTR_METADATA_PREFIX, MetadataItems
+from .diagnostics import report_once
+from .metadata_context import NO_TRUST, context_metadata
+
+# Every processor made, weakly (there is one in almost every process): ``caller_of`` asks each.
+_processors: weakref.WeakSet[PortkeySpanProcessor] = weakref.WeakSet()
+
+
+def caller_of(span: object) -> str | None:
+    """The name of the span that made the CLIENT span ``span``, if a processor saw it start."""
+    for processor in tuple(_processors):
+        name = processor.caller_name(span)
+        if name is not None:
+            return name
+    return None
 
 
 class PortkeySpanProcessor(SpanProcessor):
@@ -24,17 +36,24 @@ class PortkeySpanProcessor(SpanProcessor):
     ``baggage_trust`` (none by default). For each CLIENT span it keeps, weakly, the name its parent
     had at the start (the operation that made the call, e.g. ``chat gpt-4o``), which names the
     gateway's node; nothing else is kept, and an entry goes with its span. The processor exports
-    nothing.
+    nothing. Switched off (``enabled = False``, as ``PortkeyInstrumentor().uninstrument()`` leaves
+    the one it added: the SDK cannot remove a processor), it does nothing at all.
     """
 
     def __init__(self, baggage_trust: BaggageTrust = NO_TRUST) -> None:
-        self._trust = baggage_trust
-        self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
+        self.baggage_trust = baggage_trust
+        self.enabled = True
         self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
+        # CLIENT span -> the name its parent had when it started (the operation that made the call,
+        # e.g. ``chat gpt-4o``), which names the gateway's node. Weak: an entry goes with its span.
+        self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
+        _processors.add(self)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if not self.enabled:
+            return
         try:
-            items = context_metadata(parent_context, self._trust)
+            items = context_metadata(parent_context, self.baggage_trust)
             if items:
                 attributes = self._attributes.get(items)
                 if attributes is None:
@@ -62,6 +81,7 @@ class PortkeySpanProcessor(SpanProcessor):
         return len(self._callers)
 
     def shutdown(self) -> None:
+        self.enabled = False
         self._callers.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -3,12 +3,12 @@
 The entries are kept under a context key of the bridge's own, so they follow the trace across
 threads and tasks that copy the context, and nothing from outside the process can set them: a
 ``baggage`` header from an upstream caller is untrusted input and becomes no Portkey metadata
-unless the operator trusts its keys (:mod:`otel_portkey.baggage_trust`).
+unless the operator trusts its keys (``_contract.baggage_trust``).
 
 The same entries are also put into OTel baggage (``portkey.metadata.<key>``), so they travel on to
 downstream services that are not Portkey in the ``baggage`` header: do not put anything there that
 those services must not see. Requests to a Portkey gateway carry them once, in ``x-portkey-metadata``
-(:mod:`otel_portkey.propagation` keeps baggage off those requests).
+(the propagator keeps baggage off those requests).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Final
 from opentelemetry import baggage, context
 from opentelemetry.context import Context, get_value
 
-from .baggage_trust import BAGGAGE_PREFIX, BaggageTrust
-from .metadata import MAX_ENTRIES, clean_key, clean_value
+from .._contract.baggage_trust import BAGGAGE_PREFIX, BaggageTrust
+from .._contract.call import MetadataItems
+from .._contract.metadata import MAX_ENTRIES, clean_key, clean_value
+from .sdk_internals import baggage_entries
 
 _LOCAL_METADATA: Final = context.create_key("otel-portkey.metadata")
-_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 NO_TRUST: Final = BaggageTrust()
 
 
@@ -70,7 +71,6 @@ class portkey_metadata:  # lower case: it reads as a function, ``with portkey_me
         self.__exit__(kind, error, tb)
 
 
-MetadataItems = tuple[tuple[str, str], ...]
 _EMPTY: MetadataItems = ()
 # The last baggage seen and the trusted metadata derived from it: spans and calls inside one request
 # share their baggage, so this one-entry cache answers almost every lookup (checked by content).
@@ -98,10 +98,8 @@ def context_metadata(ctx: Context | None = None, trust: BaggageTrust = NO_TRUST)
 
 def _trusted_baggage(ctx: Context | None, trust: BaggageTrust) -> MetadataItems:
     global _last
-    # The SDK keeps baggage as a plain dict in the context; reading it directly skips the
-    # read-only proxy ``baggage.get_all`` builds.
-    entries = get_value(_BAGGAGE_KEY, ctx) if _BAGGAGE_KEY is not None else baggage.get_all(ctx)
-    if not entries or not isinstance(entries, Mapping):
+    entries = baggage_entries(ctx)
+    if not entries:
         return _EMPTY
     last_trust, source, items = _last
     if last_trust == trust and entries == source:

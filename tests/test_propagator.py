@@ -10,14 +10,26 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey.propagation import PortkeyPropagator, has_portkey_header
+from otel_portkey._otel import diagnostics
+from otel_portkey._otel.bridge import Bridge
+from otel_portkey._otel.headers import has_portkey_header
+from otel_portkey._otel.propagator import PortkeyPropagator
+from otel_portkey.config import PortkeySettings
 
 GATEWAY = "http://gw.test"
 tracer = trace.get_tracer("opentelemetry.instrumentation.test")  # as an HTTP client instrumentation's
 
 
+class UrlBridge(Bridge):
+    """A bridge whose gateways are whatever ``url_is_gateway`` says."""
+
+    def __init__(self, url_is_gateway):
+        super().__init__(PortkeySettings.from_env({}))
+        self.url_is_gateway = url_is_gateway
+
+
 def propagator():
-    return PortkeyPropagator(get_global_textmap(), lambda url: url.startswith(GATEWAY))
+    return PortkeyPropagator(get_global_textmap(), UrlBridge(lambda url: url.startswith(GATEWAY)))
 
 
 def injected(carrier, url="http://other.test/x", prop=None):
@@ -52,7 +64,10 @@ def test_a_span_an_sdk_made_for_itself_is_not_taken_for_the_http_call():
     own = trace.get_tracer("anthropic")
     with own.start_as_current_span("anthropic.messages.create", kind=trace.SpanKind.CLIENT) as span:
         span.set_attribute("url.full", f"{GATEWAY}/v1/messages")
-        assert not propagator().portkey_bound({}, None)
+        carrier = {}
+        propagator().inject(carrier)
+    assert "x-portkey-trace-id" not in carrier, "not taken for a Portkey-bound HTTP call"
+    assert "traceparent" in carrier
 
 
 def test_a_baggage_header_already_on_a_gateway_request_is_removed():
@@ -102,7 +117,7 @@ def test_a_failing_check_never_breaks_the_request():
     def broken(url):
         raise RuntimeError("boom")
 
-    sent = injected({}, prop=PortkeyPropagator(get_global_textmap(), broken))
+    sent = injected({}, prop=PortkeyPropagator(get_global_textmap(), UrlBridge(broken)))
     assert sent["baggage"] == "portkey.metadata._user=u1", "injected as without the bridge"
     assert "traceparent" in sent
 
@@ -154,33 +169,31 @@ def test_a_propagator_set_after_the_bridge_is_wrapped_again_by_the_next_gateway_
 def test_the_request_hooks_decision_spares_the_propagator_and_the_response_hook_any_reading():
     """A request that is not Portkey-bound: the propagator takes the hook's word for it (the same
     carrier), and the response hook reads no header of the answer."""
+    import requests
     from opentelemetry.sdk.trace import TracerProvider
     from requests.structures import CaseInsensitiveDict
 
-    from otel_portkey.config import PortkeySettings
-    from otel_portkey.hooks import PortkeyHooks
-    from otel_portkey.propagation import request_decision
+    from otel_portkey._otel.bridge import request_decision
+    from otel_portkey._otel.client_hooks import CLIENTS
 
     class Unreadable:
         @property
         def headers(self):
             raise AssertionError("the answer of a request that is not Portkey-bound was read")
 
-    bridge = PortkeyHooks(PortkeySettings.from_env(gateway_urls=["http://gateway.test:8787"]))
+    bridge = Bridge(PortkeySettings.from_env(gateway_urls=["http://gateway.test:8787"]))
+    hooks = next(client for client in CLIENTS if client.name == "requests").hooks(lambda: bridge)
     span = TracerProvider().get_tracer("opentelemetry.instrumentation.test").start_span("POST")
-    carrier = CaseInsensitiveDict({"accept": "*/*"})
-    bridge.on_client_request(span, carrier, "http://other.test/v1/x", "POST")
+    request = requests.Request("POST", "http://other.test/v1/x", headers={"accept": "*/*"}).prepare()
+    carrier = request.headers
+    assert isinstance(carrier, CaseInsensitiveDict)
+    hooks["request_hook"](span, request)
     decided = request_decision.get()
     assert decided is not None
     assert decided.carrier is carrier
     assert not decided.bound
-    bridge.on_client_response(span, Unreadable(), ("close",))  # raises inside if it reads
-    assert "recording the Portkey response:AssertionError" not in hooks_reported()
-    bridge.on_client_request(span, CaseInsensitiveDict({"X-Portkey-Provider": "openai"}), "http://x/", "POST")
+    hooks["response_hook"](span, request, Unreadable())  # raises inside if it reads
+    assert "recording the Portkey response:AssertionError" not in diagnostics._reported
+    bound = requests.Request("POST", "http://x/", headers={"X-Portkey-Provider": "openai"}).prepare()
+    hooks["request_hook"](span, bound)
     assert request_decision.get().bound  # bound by its header alone
-
-
-def hooks_reported():
-    from otel_portkey import hooks
-
-    return hooks._reported

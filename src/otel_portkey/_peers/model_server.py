@@ -13,11 +13,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from . import agent_script
-from ._server import LoopbackServer
+from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 MODEL = "gpt-4o"
 
@@ -51,16 +50,14 @@ class _State:
     token_delay: float = 0.0
 
 
-class ScriptedModelServer:
+class ScriptedModelServer(LoopbackService):
     """Run with ``with ScriptedModelServer() as model: ... model.base_url``."""
+
+    thread_name = "scripted-model"
 
     def __init__(self, port: int = 0) -> None:
         self._state = _State()
         self._server = LoopbackServer(type("Handler", (_Handler,), {"state": self._state}), port)
-
-    @property
-    def port(self) -> int:
-        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -106,19 +103,6 @@ class ScriptedModelServer:
     def _queue(self, count: int, fault: Fault) -> None:
         with self._state.lock:
             self._state.faults.extend([fault] * count)
-
-    def start(self) -> ScriptedModelServer:
-        self._server.start("scripted-model")
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> ScriptedModelServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def anthropic_message(body: dict[str, Any], number: int) -> dict[str, Any]:
@@ -166,13 +150,8 @@ def completion_message(body: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": f"echo: {last}"}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     state: _State
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)

@@ -188,7 +188,7 @@ class OssGateway:
         self.stop()
 
 
-if __name__ == "__main__":  # ``python -m otel_portkey.testing.gateway``: install it, say where
+if __name__ == "__main__":  # ``python -m otel_portkey._peers.oss_gateway`` (make components): install it
     import sys
 
     if not installed_gateway().exists():

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         return _doctor()
     if args.command == "gateway":
-        from .local_gateway import serve
+        from .gateway import serve
 
         return serve(args.port)
     return _demo(args)

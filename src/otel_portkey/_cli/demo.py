@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from . import environment_variables as ev
-from . import headers as h
-from .config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
-from .testing.gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
-from .testing.model_server import ScriptedModelServer
-from .testing.otlp_receiver import OtlpReceiver, ReceivedSpan
-from .testing.recording_proxy import ForwardedRequest, RecordingProxy
-from .testing.standin_gateway import PortkeyStandIn
+from .. import environment_variables as ev
+from .._contract import call as h
+from .._peers.model_server import ScriptedModelServer
+from .._peers.oss_gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
+from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan
+from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
+from .._peers.standin_gateway import PortkeyStandIn
+from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 
 Progress = Callable[[str], None]
 
@@ -143,10 +143,10 @@ class DemoOptions:
 
 def agent_script() -> Path:
     """The seed agent example: packaged with the wheel, or the repository's ``examples/``."""
-    packaged = Path(__file__).with_name("_examples") / AGENT_SCRIPT
+    packaged = Path(__file__).parent.parent / "_examples" / AGENT_SCRIPT
     if packaged.exists():
         return packaged
-    in_repo = Path(__file__).resolve().parents[2] / "examples" / AGENT_SCRIPT
+    in_repo = Path(__file__).resolve().parents[3] / "examples" / AGENT_SCRIPT
     if in_repo.exists():
         return in_repo
     raise DemoError(f"the demo agent ({AGENT_SCRIPT}) is missing from this installation")

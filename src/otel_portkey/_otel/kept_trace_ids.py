@@ -1,7 +1,9 @@
-"""Which Portkey trace id is in force for an OTel trace, when a caller's own id was kept.
+"""The caller's own Portkey trace ids that the bridge kept, by OTel trace: written by the request
+side, read by ``record_feedback``.
 
 Under the ``respect`` policy a caller's ``x-portkey-trace-id`` (``createHeaders(trace_id=...)``)
-groups the calls in Portkey; ``record_feedback`` must then name that id, not the OTel one.
+groups the calls in Portkey, not the OTel trace id; feedback on "this trace" must then name the
+caller's id. (The ids themselves are made and formatted in ``_contract.ids``: nothing is kept there.)
 """
 
 from __future__ import annotations

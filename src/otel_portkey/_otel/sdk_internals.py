@@ -1,0 +1,61 @@
+"""The OpenTelemetry SDK internals the bridge reads where the SDK has no public API: each probed once
+against the public API, with a fallback, and tested (``tests/test_sdk_internals.py`` fails when a
+pinned version changes either, and runs each fallback). Nothing here is ever written.
+
+* ``TracerProvider._active_span_processor._span_processors``: the processors added to a provider,
+  which the SDK does not list publicly. Read to find a ``PortkeySpanProcessor`` already there (the
+  user's, or one an earlier ``instrument()`` added and switched off again), so the bridge reuses it
+  instead of adding a second one. Fallback: none found, one is added.
+* ``opentelemetry.baggage._BAGGAGE_KEY``: the context key under which the API keeps baggage as a
+  plain dict; reading it skips the read-only proxy ``baggage.get_all`` builds on every span start.
+  Fallback: ``baggage.get_all``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import baggage
+from opentelemetry.context import Context, get_value
+
+
+def _processors_layout() -> bool:
+    try:
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+        provider = TracerProvider()
+        probe = SpanProcessor()
+        provider.add_span_processor(probe)
+        return probe in provider._active_span_processor._span_processors
+    except Exception:
+        return False
+
+
+def _baggage_key() -> str | None:
+    key = getattr(baggage, "_BAGGAGE_KEY", None)
+    try:
+        probe = baggage.set_baggage("otel-portkey-probe", "1", Context())
+        return key if get_value(key, probe) == {"otel-portkey-probe": "1"} else None  # type: ignore[arg-type]
+    except Exception:
+        return None
+
+
+PROCESSORS_READABLE = _processors_layout()
+BAGGAGE_KEY = _baggage_key()
+
+
+def span_processors(provider: Any) -> tuple[Any, ...]:
+    """The span processors added to an SDK tracer provider; () when they cannot be read."""
+    if not PROCESSORS_READABLE:
+        return ()
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+    return processors if isinstance(processors, tuple) else ()
+
+
+def baggage_entries(ctx: Context | None = None) -> Mapping[str, object]:
+    """The baggage in ``ctx`` (default: the current context) as a mapping."""
+    if BAGGAGE_KEY is not None:
+        entries = get_value(BAGGAGE_KEY, ctx)
+        return entries if isinstance(entries, Mapping) else {}
+    return baggage.get_all(ctx)

@@ -1,0 +1,58 @@
+"""The SDK internals the bridge reads (``_otel/sdk_internals.py``): each layout is there in every
+pinned version (these fail loudly the day one changes), and each fallback works."""
+
+import pytest
+from opentelemetry import baggage, context
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor
+from otel_portkey._contract.baggage_trust import BaggageTrust
+from otel_portkey._otel import instrumentor, metadata_context, sdk_internals
+from otel_portkey._otel.metadata_context import context_metadata
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_layouts_are_there_in_the_pinned_versions():
+    assert sdk_internals.PROCESSORS_READABLE
+    assert sdk_internals.BAGGAGE_KEY is not None
+
+
+def test_the_processors_of_a_provider_are_read_not_written():
+    provider = TracerProvider()
+    mine = PortkeySpanProcessor()
+    provider.add_span_processor(mine)
+    before = provider._active_span_processor._span_processors
+    assert mine in sdk_internals.span_processors(provider)
+    PortkeyInstrumentor().instrument(tracer_provider=provider)
+    PortkeyInstrumentor().uninstrument()
+    assert provider._active_span_processor._span_processors is before, "the SDK's tuple is untouched"
+
+
+def test_without_the_processors_layout_the_bridge_adds_its_own_once(monkeypatch):
+    monkeypatch.setattr(sdk_internals, "PROCESSORS_READABLE", False)
+    provider = TracerProvider()
+    assert sdk_internals.span_processors(provider) == ()
+    for _ in range(3):
+        PortkeyInstrumentor().instrument(tracer_provider=provider)
+        added = instrumentor._added[provider]
+        assert added.enabled
+        PortkeyInstrumentor().uninstrument()
+        assert not added.enabled
+    registered = [
+        p for p in provider._active_span_processor._span_processors if isinstance(p, PortkeySpanProcessor)
+    ]
+    assert registered == [added], "switched off and reused, never a second one"
+
+
+def test_baggage_is_read_alike_with_and_without_its_layout(monkeypatch):
+    trust = BaggageTrust.parse("portkey.metadata.*")
+    token = context.attach(baggage.set_baggage("portkey.metadata.team", "search"))
+    try:
+        fast = context_metadata(trust=trust)
+        monkeypatch.setattr(sdk_internals, "BAGGAGE_KEY", None)
+        monkeypatch.setattr(metadata_context, "_last", (metadata_context.NO_TRUST, {}, ()))  # no cache
+        assert dict(sdk_internals.baggage_entries()) == {"portkey.metadata.team": "search"}
+        assert context_metadata(trust=trust) == fast == (("team", "search"),)
+    finally:
+        context.detach(token)
