@@ -40,12 +40,24 @@ def import_cost(runs: int) -> tuple[float, list[str]]:
     return statistics.median(samples), loaded
 
 
-def instrument_start(runs: int) -> dict[str, float]:
+def instrument_start(runs: int, others: bool = True) -> dict[str, float]:
+    """``others=False`` (smoke mode) loads no other instrumentation: seconds faster, figures not
+    comparable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    if others:
+        disabled = []
+    else:
+        from importlib.metadata import entry_points
+
+        disabled = [
+            ep.name for ep in entry_points(group="opentelemetry_instrumentor") if ep.name != "otel_portkey"
+        ]
     variants = {
-        "without the bridge": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_portkey"},
-        "with the bridge": {},
+        "without the bridge": {
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join([*disabled, "otel_portkey"])
+        },
+        "with the bridge": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(disabled)},
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
@@ -56,9 +68,9 @@ def instrument_start(runs: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def bench(runs: int) -> tuple[str, dict[str, float]]:
+def bench(runs: int, others: bool = True) -> tuple[str, dict[str, float]]:
     import_us, loaded = import_cost(runs)
-    starts = instrument_start(runs)
+    starts = instrument_start(runs, others)
     added = starts["with the bridge"] - starts["without the bridge"]
     rows = [
         [

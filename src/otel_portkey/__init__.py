@@ -10,7 +10,6 @@ OpenTelemetry side: hooks, propagator, processor), ``_cli`` and ``_peers`` (the 
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,11 +18,6 @@ if TYPE_CHECKING:
     from ._otel.processor import PortkeySpanProcessor
     from .exporter import PortkeySpanExporter
     from .feedback import record_feedback, record_feedback_async
-
-try:
-    __version__ = version("otel-portkey")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
 
 _WHERE = {
     "PortkeyInstrumentor": "._otel.instrumentor",
@@ -46,6 +40,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed metadata on first use (importlib.metadata is slow)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("otel-portkey")
+        except PackageNotFoundError:  # a source tree that was never installed
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'otel_portkey' has no attribute {name!r}")
