@@ -92,6 +92,27 @@ def bridged(instrumentor: Any, gateway: str) -> Config:
     return setup
 
 
+def auto_bridged(instrumentor: Any, gateway: str) -> Config:
+    """As ``opentelemetry-instrument`` attaches the bridge when the client instrumentation loads
+    first: the pre-instrument entry point, the client instrumentation, then the bridge."""
+
+    def setup() -> Callable[[], None]:
+        from otel_portkey._otel import instrumentor as bridge_module
+
+        bridge_module._auto_instrumentation_starting()
+        instrumentor().instrument()
+        PortkeyInstrumentor().instrument(gateway_urls=[gateway])
+        bridge_module._auto_instrumentation_finished()
+
+        def teardown() -> None:
+            PortkeyInstrumentor().uninstrument()
+            instrumentor().uninstrument()
+
+        return teardown
+
+    return setup
+
+
 def interleave_samples(
     configs: dict[str, Config],
     run: Callable[[str], tuple[float, float]],

@@ -49,7 +49,9 @@ def main() -> int:
     print(f"# otel-portkey benchmarks{' (smoke mode: figures are not meaningful)' if smoke else ''}\n")
     print(f"Machine: {machine()}\n")
     verdicts: list[tuple[str, str, bool | None]] = []
-    report, ratios, beyond = bench_offline.bench(count=5 if smoke else 200, rounds=1 if smoke else 60)
+    report, ratios, beyond, over_contract = bench_offline.bench(
+        count=5 if smoke else 200, rounds=1 if smoke else 60
+    )
     print(report)
     worst_ratio = max(ratios)
     verdicts.append(
@@ -64,6 +66,15 @@ def main() -> int:
             "(context) bridge beyond hand-written contract hooks, share of the instrumentation's CPU",
             f"worst {max(beyond):.0%}",
             None,
+        )
+    )
+    httpx2 = max(v for k, v in over_contract.items() if k.startswith("httpx2"))
+    httpx1 = max(v for k, v in over_contract.items() if k.startswith("httpx "))
+    verdicts.append(
+        (
+            "bridge ≤ 1.3x the hand-written contract (httpx2 whole call, opentelemetry-instrument order)",
+            f"worst {httpx2:.2f}x (httpx: {httpx1:.2f}x)",
+            httpx2 <= 1.3,
         )
     )
     report, beyond_contract, not_bound_calls = bench_clients.bench(

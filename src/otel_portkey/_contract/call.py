@@ -229,10 +229,12 @@ def plan_request(facts: RequestFacts, policy: CallPolicy) -> RequestPlan:
     )
     if merged.header is not None:
         (replace if caller_header is not None else add)[METADATA] = merged.header
-    # A caller's own ids can be any length: bounded like every attribute the bridge sets.
-    sent = {**present, **add, **replace}
-    trace_id = sent[TRACE_ID][:MAX_ATTRIBUTE_CHARS]
-    span_id = sent[SPAN_ID][:MAX_ATTRIBUTE_CHARS]
+    if present:  # a caller's own ids can be any length: bounded like every attribute the bridge sets
+        sent = {**present, **add, **replace}
+        trace_id = sent[TRACE_ID][:MAX_ATTRIBUTE_CHARS]
+        span_id = sent[SPAN_ID][:MAX_ATTRIBUTE_CHARS]
+    else:  # the usual case: every id is ours
+        trace_id, span_id = ids.trace_id, ids.span_id
     attributes = {**merged.attributes, ATTR_TRACE_ID: trace_id, ATTR_SPAN_ID: span_id}
     if policy.trace_url_template is not None:
         attributes[ATTR_TRACE_URL] = policy.trace_url_template.replace("{trace_id}", trace_id)

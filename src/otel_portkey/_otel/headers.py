@@ -120,6 +120,18 @@ def raw_portkey_entries(raw: Iterable[tuple[bytes, bytes]], also: tuple[bytes, .
 # ---- the same answers, from the store where the layout is known ------------------------------
 
 
+def _httpx_entries(headers: Any, also: tuple[bytes, ...] = ()) -> dict[str, str]:
+    """:func:`raw_portkey_entries` from httpx's ``(raw name, lowercase name, value)`` triples: the
+    lowercase names are already there, and no ``raw`` list is built."""
+    found: dict[str, str] = {}
+    for _, name, raw_value in headers._list:
+        if name.startswith(b"x-portkey-") or name in also:
+            key = name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            found[key] = f"{found[key]}, {value}" if key in found else value
+    return found
+
+
 def header_names(headers: Any) -> str:
     """:func:`public_header_names`, from the store when the layout is known."""
     kind = layout(headers)
@@ -141,8 +153,8 @@ def header_bytes(headers: Any) -> int:
     """:func:`public_header_bytes`, from the store when the layout is known."""
     kind = layout(headers)
     if kind == "httpx-list":
-        raw = headers.raw
-        return sum(map(len, itertools.chain.from_iterable(raw))) + 4 * len(raw)
+        entries = headers._list
+        return sum(len(raw) + len(value) for raw, _, value in entries) + 4 * len(entries)
     if kind == "requests-store":
         store = headers._store
         return sum(map(len, itertools.chain.from_iterable(store.values()))) + 4 * len(store)
@@ -159,7 +171,7 @@ def portkey_entries(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
     """:func:`public_portkey_entries`, from the store when the layout is known."""
     kind = layout(headers)
     if kind == "httpx-list":
-        values = raw_portkey_entries(headers.raw)
+        values = _httpx_entries(headers)
         return values, {name: name for name in values}  # its lookups ignore case
     if kind == "requests-store":
         found = [(lower, entry) for lower, entry in headers._store.items() if lower.startswith("x-portkey-")]
@@ -179,8 +191,8 @@ def header_getter(headers: Any) -> Callable[[str], str | None]:
     mapping keeps them apart), from the store when the layout is known, else ``headers.get``
     (case-insensitive in every client's response headers; a plain ``dict`` is lowercased first)."""
     kind = layout(headers)
-    if kind == "httpx-list":  # one pass over the raw list instead of a scan per lookup
-        return raw_portkey_entries(headers.raw, also=(b"content-type",)).get
+    if kind == "httpx-list":  # one pass over the triples instead of a scan per lookup
+        return _httpx_entries(headers, also=(b"content-type",)).get
     if kind == "requests-store":
         store = headers._store
 

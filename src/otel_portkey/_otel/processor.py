@@ -15,15 +15,26 @@ from .diagnostics import report_once
 from .metadata_context import NO_TRUST, context_metadata
 
 # Every processor made, weakly (there is one in almost every process): ``caller_of`` asks each.
-_processors: weakref.WeakSet[PortkeySpanProcessor] = weakref.WeakSet()
+# A tuple of references, replaced whole when one is added or collected: read on every call.
+_processors: tuple[weakref.ref[PortkeySpanProcessor], ...] = ()
+
+
+def _forget(reference: weakref.ref[PortkeySpanProcessor]) -> None:
+    global _processors
+    _processors = tuple(r for r in _processors if r is not reference)
 
 
 def caller_of(span: object) -> str | None:
     """The name of the span that made the CLIENT span ``span``, if a processor saw it start."""
-    for processor in tuple(_processors):
-        name = processor.caller_name(span)
-        if name is not None:
-            return name
+    for reference in _processors:
+        processor = reference()
+        if processor is not None:
+            try:
+                name = processor._callers.get(span)  # type: ignore[call-overload]
+            except TypeError:  # not weakly referenceable: never registered
+                return None
+            if name is not None:
+                return name  # type: ignore[no-any-return]
     return None
 
 
@@ -47,7 +58,8 @@ class PortkeySpanProcessor(SpanProcessor):
         # CLIENT span -> the name its parent had when it started (the operation that made the call,
         # e.g. ``chat gpt-4o``), which names the gateway's node. Weak: an entry goes with its span.
         self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
-        _processors.add(self)
+        global _processors
+        _processors = (*_processors, weakref.ref(self, _forget))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if not self.enabled:
