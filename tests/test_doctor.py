@@ -333,3 +333,22 @@ def test_doctors_sample_is_made_by_the_code_that_makes_real_calls():
         "service": "checkout",
         "jaeger_trace": "http://jaeger.test:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
     }
+
+
+@pytest.mark.unit
+def test_logs_are_checked_when_python_logging_goes_through_otel():
+    with OtlpReceiver() as receiver:
+        quiet = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **HEALTHY))
+        logging = diagnose(
+            clean_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true",
+                **HEALTHY,
+            )
+        )
+    assert quiet.problems == [], "no log is sent: nothing to check"
+    ((what, fix),) = logging.problems
+    assert (
+        what == f"logs: {receiver.endpoint}/v1/logs does not answer OTLP http/protobuf (it answered HTTP 404)"
+    )
+    assert fix.endswith("or set OTEL_LOGS_EXPORTER=none")

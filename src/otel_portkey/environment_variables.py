@@ -43,3 +43,7 @@ OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: Final = "OTEL_PYTHON_DISABLED_INSTRUMENTA
 
 OTEL_PORTKEY_CACHE: Final = "OTEL_PORTKEY_CACHE"
 """Where the test components live (default ``~/.cache/otel-portkey``): OSS gateway, Jaeger, Collector."""
+
+OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED: Final = "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"
+"""opentelemetry-instrument's switch for sending Python logging through OTel (doctor then checks the
+logs exporter's endpoint too)."""

@@ -13,7 +13,8 @@ environment's headers", so two layers keep them out:
 1. After construction, the names from those variables (minus headers we set ourselves) are
    removed from the dict the OTLP client sends from (``_client._headers`` in
    opentelemetry-exporter-otlp-proto-http 1.4x), and the removal is checked (including any
-   ``_headers`` copy on the exporter). This is the one private-layout dependency.
+   ``_headers`` copy on the exporter). This is the exporter's one private-layout dependency (the
+   bridge's others are in ``_otel/headers.py`` and ``_otel/sdk_internals.py``, each probed and tested).
 2. The exporter is given its own ``requests.Session`` through the public ``session=`` argument,
    and that session removes those names from every prepared request just before it goes on the
    wire, whatever copy of the headers the OTLP exporter built the request from. (It also means

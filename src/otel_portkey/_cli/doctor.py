@@ -297,7 +297,6 @@ DISTRO_DEFAULTS: Final = {  # what opentelemetry-distro sets when the variable i
     OTEL_LOGS_EXPORTER: "otlp",
     OTEL_EXPORTER_OTLP_PROTOCOL: GRPC,
 }
-LOGGING_AUTO_INSTRUMENTATION: Final = "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"
 
 
 @dataclass(frozen=True)
@@ -468,7 +467,8 @@ def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
         )
         return
     effective = effective_environment(env, distro)
-    logging_on = effective.get(LOGGING_AUTO_INSTRUMENTATION, "").strip().lower() == "true"
+    logging_setting = effective.get(ev.OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, "")
+    logging_on = logging_setting.strip().lower() == "true"
     for signal in SIGNALS:
         try:
             exports = otlp_exports(effective, signal)

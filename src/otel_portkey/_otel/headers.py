@@ -6,8 +6,9 @@ the request: httpx's ``Headers``, requests' ``CaseInsensitiveDict``, urllib's ``
 instrumented request goes through :func:`header_names` and two substring searches, so that is one
 join in C; the rest runs only for requests to a gateway.
 
-This is also the one module that relies on other packages' private header layouts, because three
-header classes are slow through their public API on this hot path:
+It is also where the bridge relies on the HTTP clients' private header layouts (the SDK's are in
+``sdk_internals``, the OTLP exporter's in ``exporter``), because three header classes are slow
+through their public API on this hot path:
 
 * httpx/httpx2 ``Headers.__setitem__`` scans every existing header to drop duplicates: five calls
   per request cost more than the rest of the request hook. The bridge only adds headers it has
