@@ -352,3 +352,57 @@ def test_logs_are_checked_when_python_logging_goes_through_otel():
         what == f"logs: {receiver.endpoint}/v1/logs does not answer OTLP http/protobuf (it answered HTTP 404)"
     )
     assert fix.endswith("or set OTEL_LOGS_EXPORTER=none")
+
+
+@pytest.mark.unit
+def test_a_bare_host_and_port_means_tls_to_the_grpc_exporter(grpc_receiver):
+    """As the gRPC exporter: ``host:port`` (no scheme) is TLS unless OTEL_EXPORTER_OTLP_INSECURE=true."""
+    bare = grpc_receiver.removeprefix("http://")
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_METRICS_EXPORTER": "none"}
+    tls = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=bare, **env))
+    ((what, fix),) = tls.problems
+    assert what == f"traces: {bare} does not answer OTLP grpc (the TLS handshake failed (TLS was tried))"
+    assert "OTEL_EXPORTER_OTLP_INSECURE=true" in fix
+    plain = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=bare, OTEL_EXPORTER_OTLP_INSECURE="true", **env))
+    assert plain.problems == [], plain.text()
+
+
+@pytest.mark.unit
+def test_a_malformed_endpoint_or_an_unknown_exporter_is_a_problem_not_a_traceback():
+    report = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:43l7", **HEALTHY))
+    ((what, fix),) = report.problems
+    assert "malformed" in what
+    assert fix.startswith("correct OTEL_EXPORTER_OTLP_ENDPOINT")
+    typo = diagnose(clean_env(OTEL_TRACES_EXPORTER="otlp_http", **HEALTHY), probe=lambda export: None)
+    ((what, _),) = typo.problems
+    assert what.startswith("OTEL_TRACES_EXPORTER names 'otlp_http', which no installed package provides")
+
+
+@pytest.mark.unit
+def test_the_exporters_headers_go_with_the_probe_and_a_refusal_asks_for_credentials():
+    with OtlpReceiver(required_headers={"authorization": "Bearer t0k"}) as receiver:
+        without = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, **HEALTHY))
+        with_headers = diagnose(
+            clean_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20t0k",
+                **HEALTHY,
+            )
+        )
+    ((what, fix),) = without.problems
+    assert "HTTP 401" in what
+    assert fix.startswith("it wants credentials")
+    assert with_headers.problems == [], with_headers.text()
+    assert "t0k" not in with_headers.text()
+
+
+@pytest.mark.unit
+def test_a_password_in_the_portkey_endpoint_is_never_printed():
+    report = diagnose(
+        clean_env(
+            OTEL_TRACES_EXPORTER="portkey",
+            OTEL_EXPORTER_PORTKEY_ENDPOINT=f"http://user:hunter2@127.0.0.1:{free_port()}/v1/otel",
+            **HEALTHY,
+        )
+    )
+    assert "hunter2" not in report.text()

@@ -14,8 +14,22 @@ pytestmark = pytest.mark.unit
 
 
 def test_the_layouts_are_there_in_the_pinned_versions():
-    assert sdk_internals.PROCESSORS_READABLE
+    assert sdk_internals._processors_layout()
     assert sdk_internals.BAGGAGE_KEY is not None
+
+
+def test_importing_the_package_makes_no_tracer_provider():
+    """The probes run on the SDK's own parts, never on a provider (which detects resources and
+    registers an exit handler)."""
+    import gc
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    gc.collect()
+    before = sum(isinstance(o, TracerProvider) for o in gc.get_objects())
+    sdk_internals._processors_layout()
+    gc.collect()
+    assert sum(isinstance(o, TracerProvider) for o in gc.get_objects()) == before
 
 
 def test_the_processors_of_a_provider_are_read_not_written():

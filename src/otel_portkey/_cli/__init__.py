@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run the pinned OSS Portkey gateway and a scripted model on loopback, to try your own app",
     )
     gateway.add_argument(
-        "--port", type=int, default=8787, help="where apps reach the gateway (default: 8787)"
+        "--port", type=_port, default=8787, help="where apps reach the gateway (default: 8787)"
     )
     commands.add_parser(
         "doctor", help="show settings, versions, reachability and the headers a call would carry"
@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(args.port)
     return _demo(args)
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
 
 
 def _doctor() -> int:

@@ -28,6 +28,8 @@ from opentelemetry.instrumentation.dependencies import (
 from opentelemetry.propagators.textmap import default_setter
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_INSECURE,
     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
@@ -41,6 +43,7 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
+from opentelemetry.util.re import parse_env_headers
 
 from .. import environment_variables as ev
 from .._contract.metadata import parse_key_values
@@ -110,10 +113,20 @@ def redact_url(text: str) -> str:
     return re.sub(r"(://[^/@:\s]*:)[^/@\s]*@", r"\1***@", text)
 
 
+def _port(url: str) -> int | None:
+    try:
+        return urlsplit(url if "://" in url else f"http://{url}").port
+    except ValueError:  # not a number, or out of range
+        return None
+
+
 def reachable(url: str, timeout: float = 1.5) -> str | None:
     """None if a TCP connection to the URL's host and port opens, else the reason."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "the URL's port is not a port number"
     try:
         with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
             return None
@@ -308,6 +321,9 @@ class OtlpExport:
     protocol: str  # grpc or http/protobuf
     endpoint: str  # http/protobuf: the full URL posted to; grpc: the target URL
     protocol_source: str  # the variable that chose the protocol, or the default that did
+    # What the exporter sends along (OTEL_EXPORTER_OTLP[_<SIGNAL>]_HEADERS): never shown.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secure: bool = False  # gRPC: TLS, as the gRPC exporter decides it
 
     @property
     def package(self) -> str:
@@ -337,14 +353,41 @@ def otlp_exports(env: Mapping[str, str], signal: str) -> list[OtlpExport]:
         elif name in _PACKAGE_BY_ENTRY_POINT:
             protocol = next(p for p, e in _ENTRY_POINT_BY_PROTOCOL.items() if e == name)
             source = _EXPORTER_ENV[signal]
-        else:
+        else:  # console, portkey, a vendor's: checked by name in ``_exporters``
             continue
+        endpoint = _endpoint(env, signal, protocol)
         exports.append(
             OtlpExport(
-                signal, _ENTRY_POINT_BY_PROTOCOL[protocol], protocol, _endpoint(env, signal, protocol), source
+                signal,
+                _ENTRY_POINT_BY_PROTOCOL[protocol],
+                protocol,
+                endpoint,
+                source,
+                _headers(env, signal),
+                protocol == GRPC and _grpc_secure(env, signal, endpoint),
             )
         )
     return exports
+
+
+def _headers(env: Mapping[str, str], signal: str) -> tuple[tuple[str, str], ...]:
+    own = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS")
+    return tuple(parse_env_headers(own or env.get(OTEL_EXPORTER_OTLP_HEADERS) or "", liberal=True).items())
+
+
+def _grpc_secure(env: Mapping[str, str], signal: str, endpoint: str) -> bool:
+    """TLS or not, as the gRPC exporter decides: ``https`` always; else the ``..._INSECURE``
+    variable (the signal's, then the general one); else plaintext only for an ``http`` scheme (a
+    bare ``host:port`` means TLS)."""
+    scheme = urlsplit(endpoint).scheme
+    if scheme == "https":
+        return True
+    insecure = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_INSECURE") or env.get(
+        OTEL_EXPORTER_OTLP_INSECURE
+    )
+    if insecure is not None:
+        return insecure.strip().lower() != "true"
+    return scheme != "http"
 
 
 def _endpoint(env: Mapping[str, str], signal: str, protocol: str) -> str:
@@ -361,12 +404,12 @@ def has_entry_point(group: str, name: str) -> bool:
     return any(ep.name == name for ep in metadata.entry_points(group=group))
 
 
-def probe_http(url: str, timeout: float = 3.0) -> str | None:
-    """None when ``url`` takes an (empty) OTLP/HTTP protobuf export, else what went wrong."""
-    request = urllib.request.Request(
-        url, data=b"", method="POST", headers={"Content-Type": "application/x-protobuf"}
-    )
+def probe_http(export: OtlpExport, timeout: float = 3.0) -> str | None:
+    """None when the endpoint takes an (empty) OTLP/HTTP protobuf export with the exporter's
+    headers, else what went wrong."""
+    headers = {**dict(export.headers), "Content-Type": "application/x-protobuf"}
     try:
+        request = urllib.request.Request(export.endpoint, data=b"", method="POST", headers=headers)
         with urllib.request.urlopen(request, timeout=timeout):
             return None
     except urllib.error.HTTPError as error:
@@ -374,10 +417,14 @@ def probe_http(url: str, timeout: float = 3.0) -> str | None:
     except urllib.error.URLError as error:
         reason = error.reason
         return getattr(reason, "strerror", None) or str(reason)
+    except http.client.InvalidURL as error:
+        return f"the URL is malformed ({error})"
     except (http.client.HTTPException, ConnectionError) as error:
         return f"it does not answer HTTP/1.1 ({type(error).__name__}): is it a gRPC port?"
     except OSError as error:
         return error.strerror or type(error).__name__
+    except ValueError as error:  # a URL that cannot be parsed (a bad port, no scheme)
+        return f"the URL is malformed ({error})"
 
 
 _GRPC_SERVICES: Final = {  # signal -> (package, service stub, request message)
@@ -387,24 +434,24 @@ _GRPC_SERVICES: Final = {  # signal -> (package, service stub, request message)
 }
 
 
-def probe_grpc(url: str, signal: str, timeout: float = 3.0) -> str | None:
-    """None when ``url`` takes an (empty) OTLP/gRPC export of ``signal``, else what went wrong.
-    Uses grpcio and the OTLP stubs, which the gRPC exporter brings."""
+def probe_grpc(export: OtlpExport, timeout: float = 3.0) -> str | None:
+    """None when the endpoint takes an (empty) OTLP/gRPC export of the signal, over TLS or not as
+    the exporter will, with its headers; else what went wrong. Uses grpcio and the OTLP stubs,
+    which the gRPC exporter brings."""
     import grpc  # type: ignore[import-untyped,unused-ignore]
 
-    package, stub, message = _GRPC_SERVICES[signal]
+    package, stub, message = _GRPC_SERVICES[export.signal]
     base = f"opentelemetry.proto.collector.{package}.v1.{package}_service_pb2"
     services: Any = importlib.import_module(f"{base}_grpc")
     request = getattr(importlib.import_module(base), message)()
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 4317)}"
+    target = urlsplit(export.endpoint).netloc or export.endpoint  # a bare host:port is used as it is
     channel = (
         grpc.secure_channel(target, grpc.ssl_channel_credentials())
-        if parts.scheme == "https"
+        if export.secure
         else grpc.insecure_channel(target)
     )
     try:
-        getattr(services, stub)(channel).Export(request, timeout=timeout)
+        getattr(services, stub)(channel).Export(request, timeout=timeout, metadata=export.headers or None)
         return None
     except grpc.RpcError as error:
         details = str(error.details())
@@ -412,6 +459,8 @@ def probe_grpc(url: str, signal: str, timeout: float = 3.0) -> str | None:
             return "it answers HTTP/1.1, not gRPC"
         if "Connection refused" in details:
             return "Connection refused"
+        if "ssl" in details.lower() or "handshake" in details.lower():
+            return f"the TLS handshake failed ({'TLS' if export.secure else 'plaintext'} was tried)"
         return f"{error.code().name}: {details[-200:]}"
     finally:
         channel.close()
@@ -421,16 +470,24 @@ _Probe = Callable[[OtlpExport], "str | None"]
 
 
 def _probe(export: OtlpExport) -> str | None:
-    if export.protocol == GRPC:
-        return probe_grpc(export.endpoint, export.signal)
-    return probe_http(export.endpoint)
+    try:
+        return probe_grpc(export) if export.protocol == GRPC else probe_http(export)
+    except Exception as error:  # doctor reports; it never ends in a traceback
+        return f"the check itself failed, the endpoint may be malformed ({type(error).__name__})"
 
 
 def _otlp_fix(export: OtlpExport, reason: str) -> str:
     """One sentence: what to change so that this export works."""
-    port = urlsplit(
-        export.endpoint if "://" in export.endpoint else f"http://{redact_url(export.endpoint)}"
-    ).port
+    port = _port(export.endpoint)
+    if "malformed" in reason:
+        return f"correct {OTEL_EXPORTER_OTLP_ENDPOINT} (or {_ENDPOINT_ENV[export.signal]}): e.g. http://localhost:4318"
+    if export.protocol == GRPC and "TLS handshake" in reason:
+        return (
+            "say how to connect: an http:// endpoint (or OTEL_EXPORTER_OTLP_INSECURE=true) for plaintext, "
+            "https:// for TLS"
+        )
+    if any(code in reason for code in ("401", "403", "UNAUTHENTICATED", "PERMISSION_DENIED")):
+        return "it wants credentials: set them in OTEL_EXPORTER_OTLP_HEADERS (or the signal's own variable)"
     if export.protocol == GRPC and (port == 4318 or "HTTP/1.1" in reason):
         return (
             "that is an OTLP/HTTP port (4318 by convention): set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, "
@@ -477,6 +534,15 @@ def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
             continue
         names = effective.get(_EXPORTER_ENV[signal]) or "none"
         report.add(f"  {signal}: {names}")
+        for name in [n.strip() for n in names.split(",") if n.strip()]:
+            if name not in ("none", "otlp", *_PACKAGE_BY_ENTRY_POINT) and not has_entry_point(
+                f"opentelemetry_{signal}_exporter", name
+            ):
+                report.problem(
+                    f"{_EXPORTER_ENV[signal]} names {name!r}, which no installed package provides, so "
+                    "opentelemetry-instrument would fail to start",
+                    f"correct {_EXPORTER_ENV[signal]} (otlp, console, none, ...) or install that exporter",
+                )
         for export in exports:
             if export.protocol_source == OTEL_EXPORTER_OTLP_PROTOCOL and export.protocol_source not in env:
                 export = replace(export, protocol_source="opentelemetry-distro's default")
@@ -523,7 +589,7 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
         )
     exporters = [e.strip() for e in env.get(OTEL_TRACES_EXPORTER, "").split(",")]
     if "portkey" in exporters:
-        endpoint = env.get(ev.OTEL_EXPORTER_PORTKEY_ENDPOINT) or "https://api.portkey.ai/v1/otel"
+        endpoint = redact_url(env.get(ev.OTEL_EXPORTER_PORTKEY_ENDPOINT) or "https://api.portkey.ai/v1/otel")
         reason = reachable(endpoint)
         report.add(f"  Portkey OTLP endpoint {endpoint}: {_state(reason)}")
         if not env.get(ev.PORTKEY_API_KEY):

@@ -118,7 +118,8 @@ def _stop_on_signals() -> Callable[[], None]:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    wanted = (signal.SIGTERM, getattr(signal, "SIGHUP", None))  # no SIGHUP on Windows
+    previous = {sig: signal.signal(sig, interrupt) for sig in wanted if sig is not None}
 
     def restore() -> None:
         for sig, handler in previous.items():

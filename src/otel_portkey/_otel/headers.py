@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 PORTKEY_NAME: Final = "\nx-portkey-"  # searched for in header_names(...)
@@ -105,25 +105,13 @@ def public_header_bytes(headers: Any) -> int:
         return sum(len(_text(key)) + len(_text(value)) + 4 for key, value in headers.items())
 
 
-def raw_portkey_entries(raw: Iterable[tuple[bytes, bytes]], also: tuple[bytes, ...] = ()) -> dict[str, str]:
-    """The ``x-portkey-*`` headers (and any named in ``also``) of a raw header list, in one pass:
-    lowercase names, latin-1 values (as httpx decodes them), repeats joined with ``", "``."""
-    found: dict[str, str] = {}
-    for raw_name, raw_value in raw:
-        name = raw_name.lower()
-        if name.startswith(b"x-portkey-") or name in also:
-            key = name.decode("latin-1")
-            value = raw_value.decode("latin-1")
-            found[key] = f"{found[key]}, {value}" if key in found else value
-    return found
-
-
 # ---- the same answers, from the store where the layout is known ------------------------------
 
 
 def _httpx_entries(headers: Any, also: tuple[bytes, ...] = ()) -> dict[str, str]:
-    """:func:`raw_portkey_entries` from httpx's ``(raw name, lowercase name, value)`` triples: the
-    lowercase names are already there, and no ``raw`` list is built."""
+    """The ``x-portkey-*`` headers (and any named in ``also``) from httpx's ``(raw name, lowercase
+    name, value)`` triples in one pass: lowercase names are already there, values are decoded as
+    latin-1 (as httpx decodes them), repeats are joined with ``", "``, and no ``raw`` list is built."""
     found: dict[str, str] = {}
     for _, name, raw_value in headers._list:
         if name.startswith(b"x-portkey-") or name in also:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 from opentelemetry import trace
@@ -17,11 +18,19 @@ from .metadata_context import NO_TRUST, context_metadata
 # Every processor made, weakly (there is one in almost every process): ``caller_of`` asks each.
 # A tuple of references, replaced whole when one is added or collected: read on every call.
 _processors: tuple[weakref.ref[PortkeySpanProcessor], ...] = ()
+_registering = threading.Lock()  # writers only (a new processor, a collected one); readers take the tuple
+
+
+def _remember(processor: PortkeySpanProcessor) -> None:
+    global _processors
+    with _registering:
+        _processors = (*_processors, weakref.ref(processor, _forget))
 
 
 def _forget(reference: weakref.ref[PortkeySpanProcessor]) -> None:
     global _processors
-    _processors = tuple(r for r in _processors if r is not reference)
+    with _registering:
+        _processors = tuple(r for r in _processors if r is not reference)
 
 
 def caller_of(span: object) -> str | None:
@@ -29,12 +38,9 @@ def caller_of(span: object) -> str | None:
     for reference in _processors:
         processor = reference()
         if processor is not None:
-            try:
-                name = processor._callers.get(span)  # type: ignore[call-overload]
-            except TypeError:  # not weakly referenceable: never registered
-                return None
+            name = processor.caller_name(span)
             if name is not None:
-                return name  # type: ignore[no-any-return]
+                return name
     return None
 
 
@@ -58,8 +64,7 @@ class PortkeySpanProcessor(SpanProcessor):
         # CLIENT span -> the name its parent had when it started (the operation that made the call,
         # e.g. ``chat gpt-4o``), which names the gateway's node. Weak: an entry goes with its span.
         self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
-        global _processors
-        _processors = (*_processors, weakref.ref(self, _forget))
+        _remember(self)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if not self.enabled:

@@ -25,6 +25,7 @@ passes through).
 from __future__ import annotations
 
 import contextlib
+import threading
 from contextvars import ContextVar
 from typing import Any
 
@@ -40,7 +41,7 @@ from opentelemetry.propagators.textmap import (
 )
 
 from .bridge import Bridge, request_decision, span_url
-from .diagnostics import warn_once
+from .diagnostics import report_once, warn_once
 from .headers import has_portkey_header, remove_baggage
 
 INSTRUMENTATION_SCOPES = (
@@ -96,6 +97,7 @@ class PortkeyPropagator(TextMapPropagator):
                 remove_baggage(carrier)
         if not hooked:
             self.bridge.on_inject(span, carrier, setter)  # guarded inside
+            keep_installed()
 
     def _bound(self, span: Any, carrier: Any) -> bool:
         """Whether a request no bridge hook saw goes to a gateway (by the URL on its CLIENT span, or
@@ -120,14 +122,16 @@ class PortkeyPropagator(TextMapPropagator):
 # The installed wrapper, and the ones it replaced when the global propagator was set again after it
 # (perhaps still inside a composite); all of them are switched off on uninstall.
 _installed: list[PortkeyPropagator] = []
+_changing = threading.Lock()  # install, rewrap and uninstall one at a time
 
 
 def install(bridge: Bridge) -> PortkeyPropagator:
     """Wrap the global propagator."""
-    wrapper = PortkeyPropagator(propagate.get_global_textmap(), bridge)
-    propagate.set_global_textmap(wrapper)
-    _installed[:] = [wrapper]
-    return wrapper
+    with _changing:
+        wrapper = PortkeyPropagator(propagate.get_global_textmap(), bridge)
+        propagate.set_global_textmap(wrapper)
+        _installed[:] = [wrapper]
+        return wrapper
 
 
 def keep_installed() -> None:
@@ -140,6 +144,16 @@ def keep_installed() -> None:
         return
     if current is ours:
         return
+    with _changing:
+        if not _installed or _installed[-1] is not ours or propagate.get_global_textmap() is not current:
+            return  # uninstalled, or rewrapped by another thread, meanwhile
+        try:
+            _rewrap(ours, current)
+        except Exception as error:  # never raise into the request
+            report_once("rewrapping the global propagator", error)
+
+
+def _rewrap(ours: PortkeyPropagator, current: TextMapPropagator) -> None:
     warn_once(
         "propagator replaced",
         "otel-portkey: the global propagator was replaced after the bridge was installed; "
@@ -154,8 +168,9 @@ def keep_installed() -> None:
 
 def uninstall() -> None:
     """Switch every wrapper off and give the global propagator back, unless someone replaced it."""
-    for wrapper in _installed:
-        wrapper.enabled = False
-    if _installed and propagate.get_global_textmap() is _installed[-1]:
-        propagate.set_global_textmap(_installed[-1].inner)
-    _installed.clear()
+    with _changing:
+        for wrapper in _installed:
+            wrapper.enabled = False
+        if _installed and propagate.get_global_textmap() is _installed[-1]:
+            propagate.set_global_textmap(_installed[-1].inner)
+        _installed.clear()

@@ -21,13 +21,15 @@ from opentelemetry.context import Context, get_value
 
 
 def _processors_layout() -> bool:
+    """The SDK's multi-processor keeps the processors added to it in ``_span_processors`` (probed on
+    one of its own, not on a provider: making a provider detects resources and registers atexit)."""
     try:
-        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+        from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
-        provider = TracerProvider()
+        multi = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
         probe = SpanProcessor()
-        provider.add_span_processor(probe)
-        return probe in provider._active_span_processor._span_processors
+        multi.add_span_processor(probe)
+        return multi._span_processors == (probe,)
     except Exception:
         return False
 
@@ -41,12 +43,15 @@ def _baggage_key() -> str | None:
         return None
 
 
-PROCESSORS_READABLE = _processors_layout()
+PROCESSORS_READABLE: bool | None = None  # probed on first use (only the instrumentor reads it)
 BAGGAGE_KEY = _baggage_key()
 
 
 def span_processors(provider: Any) -> tuple[Any, ...]:
     """The span processors added to an SDK tracer provider; () when they cannot be read."""
+    global PROCESSORS_READABLE
+    if PROCESSORS_READABLE is None:
+        PROCESSORS_READABLE = _processors_layout()
     if not PROCESSORS_READABLE:
         return ()
     processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())

@@ -28,6 +28,11 @@ class LoopbackServer(ThreadingHTTPServer):
     request_queue_size = 1024
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that goes away mid-answer is normal here: no traceback on stderr for it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), handler)
         self._thread: threading.Thread | None = None

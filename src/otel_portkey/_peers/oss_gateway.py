@@ -11,6 +11,7 @@ published tarball, so scripts are not run.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -110,7 +111,7 @@ class OssGateway:
         self.version = version
         self.port = port or free_port()
         self._process: subprocess.Popen[str] | None = None
-        self._output: list[str] = []
+        self._output: collections.deque[str] = collections.deque(maxlen=200)  # its last lines
 
     @property
     def url(self) -> str:
@@ -153,12 +154,15 @@ class OssGateway:
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True, name="portkey-gateway-output").start()
         deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise GatewayUnavailable(
-                    f"the OSS gateway did not start on port {self.port}: {self.output[-500:]}"
-                )
+        try:
+            while not ready.wait(0.05):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise GatewayUnavailable(
+                        f"the OSS gateway did not start on port {self.port}: {self.output[-500:]}"
+                    )
+        except BaseException:  # not started, or Ctrl-C / SIGTERM while starting: no node left behind
+            self.stop()
+            raise
         return self
 
     def _pump(self, ready: threading.Event) -> None:

@@ -96,8 +96,19 @@ class RecordingProxy(LoopbackService):
                 try:
                     forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                     forward.update({k: v for k, v in defaults.items() if k.lower() not in headers})
-                    upstream.request(self.command, self.path, body=body or None, headers=forward)
-                    response = upstream.getresponse()
+                    try:
+                        upstream.request(self.command, self.path, body=body or None, headers=forward)
+                        response = upstream.getresponse()
+                    except OSError as error:  # the gateway is down: answer as a proxy does
+                        message = (
+                            f'{{"error":"the gateway did not answer ({type(error).__name__})"}}'.encode()
+                        )
+                        self.send_response(502)
+                        self.send_header("content-type", "application/json")
+                        self.send_header("content-length", str(len(message)))
+                        self.end_headers()
+                        self.wfile.write(message)
+                        return
                     answered: dict[str, str] = {}
                     for key, value in response.getheaders():  # repeated headers joined, as httpx does
                         name = key.lower()
