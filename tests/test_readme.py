@@ -3,8 +3,9 @@ virtualenv with an empty HOME, against the real OSS gateway, Collector (``collec
 and Jaeger. The test fails the day a command in the README stops working.
 
 The commands are taken from the README, not retyped. Two things are arranged around them: the
-download caches (pip, npm, the pinned gateway) are the machine's own, so an empty HOME does not mean
-downloading everything again, and pip installs the versions ``constraints.txt`` pins; and the
+download caches (pip, npm, the pinned gateway) and the machine's pip settings are the machine's own,
+so an empty HOME does not mean downloading everything again, and pip installs the versions
+``constraints.txt`` pins; and the
 ``docker compose ... up jaeger collector`` line, which needs a Docker engine, is played by the
 fixtures: the same ``collector-config.yaml`` on the same host ports (127.0.0.1:4317 and :4318),
 forwarding to a real Jaeger.
@@ -123,7 +124,7 @@ class Newcomer:
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("OTEL_", "PORTKEY_", "OPENAI_", "VIRTUAL_ENV", "PYTHON", "PIP_"))
+            if not key.startswith(("OTEL_", "PORTKEY_", "OPENAI_", "VIRTUAL_ENV", "PYTHON"))
         }
         self.env.update(
             HOME=str(home),
@@ -132,7 +133,7 @@ class Newcomer:
             PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
             PIP_CONSTRAINT=str(ROOT / "constraints.txt"),
             PIP_DISABLE_PIP_VERSION_CHECK="1",
-            npm_config_cache=str(Path.home() / ".npm"),
+            npm_config_cache=os.environ.get("npm_config_cache") or str(Path.home() / ".npm"),  # noqa: SIM112 (npm reads it in lower case)
             OTEL_PORTKEY_CACHE=str(cache_root()),
         )
 
