@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-if sys.version_info >= (3, 11):
+if TYPE_CHECKING:
     from typing import Self
-else:  # pragma: no cover
-    from typing_extensions import Self
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):
