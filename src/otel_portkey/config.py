@@ -15,6 +15,7 @@ from .environment_variables import (
     OTEL_PORTKEY_GATEWAY_URLS,
     OTEL_PORTKEY_JAEGER_UI_URL,
     OTEL_PORTKEY_METADATA,
+    OTEL_PORTKEY_METRICS,
     OTEL_PORTKEY_TRACE_ID_POLICY,
     OTEL_PORTKEY_TRACE_URL_TEMPLATE,
     OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS,
@@ -60,6 +61,8 @@ class PortkeySettings:
     trace_url_template: str | None = None
     # Baggage keys trusted as Portkey metadata (``OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS``); none by default.
     baggage_trust: BaggageTrust = field(default_factory=BaggageTrust)
+    # The bridge's metrics (``OTEL_PORTKEY_METRICS``): on unless switched off.
+    metrics: bool = True
 
     @classmethod
     def from_env(
@@ -72,6 +75,7 @@ class PortkeySettings:
         jaeger_ui_url: str | None = None,
         trace_url_template: str | None = None,
         trusted_baggage_keys: str | None = None,
+        metrics: bool | None = None,
     ) -> PortkeySettings:
         """Read ``OTEL_PORTKEY_*`` (and the SDKs' gateway URL variables); arguments win.
 
@@ -97,6 +101,9 @@ class PortkeySettings:
                 if trusted_baggage_keys is not None
                 else env.get(OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS)
             ),
+            metrics=metrics
+            if metrics is not None
+            else _switch(env.get(OTEL_PORTKEY_METRICS), OTEL_PORTKEY_METRICS),
         )
 
 
@@ -138,6 +145,17 @@ def _static_metadata(text: str, overrides: Mapping[str, object]) -> tuple[tuple[
             len(malformed),
         )
     return tuple(sanitise({**entries, **overrides}).items())
+
+
+def _switch(value: str | None, name: str) -> bool:
+    """An on/off variable, on by default: ``false`` (or ``0``, ``off``, ``no``) switches it off."""
+    text = (value or "").strip().lower()
+    if text in ("", "true", "1", "on", "yes"):
+        return True
+    if text in ("false", "0", "off", "no"):
+        return False
+    _log.warning("otel-portkey: %s=%r is neither true nor false; leaving it on", name, value)
+    return True
 
 
 def _url(value: str | None, name: str) -> str | None:

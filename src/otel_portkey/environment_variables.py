@@ -26,6 +26,10 @@ OTEL_PORTKEY_TRACE_URL_TEMPLATE: Final = "OTEL_PORTKEY_TRACE_URL_TEMPLATE"
 OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS: Final = "OTEL_PORTKEY_TRUSTED_BAGGAGE_KEYS"
 """Baggage keys taken as Portkey metadata (none by default: baggage is untrusted input)."""
 
+OTEL_PORTKEY_METRICS: Final = "OTEL_PORTKEY_METRICS"
+"""``false`` turns the bridge's metrics off (``portkey.gateway.request.duration``,
+``portkey.gateway.retries``); traces and headers stay as they are. On by default."""
+
 OTEL_PORTKEY_FEEDBACK_BASE_URL: Final = "OTEL_PORTKEY_FEEDBACK_BASE_URL"
 """Where ``record_feedback`` posts (``<base>/feedback``)."""
 

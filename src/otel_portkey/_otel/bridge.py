@@ -12,6 +12,8 @@ Order for one request (each client's hooks in ``client_hooks`` are thin adapters
    instrumentation was made before the bridge); URL and method come from the span's attributes.
 3. :meth:`Bridge.on_response`, from the client's response hook: the gateway's answer as
    attributes; a streamed answer keeps the span open until the stream ends.
+4. When the span ends, the call's metrics point (``metrics``: started by ``on_request``, given the
+   answer by ``on_response``), for sampled and unsampled calls alike.
 
 Nothing here raises into the application: every failure is reported once and the request goes on.
 This is the hot path of every instrumented request, so a request that is not Portkey-bound costs
@@ -55,7 +57,8 @@ from .headers import (
 )
 from .kept_trace_ids import portkey_trace_ids
 from .metadata_context import context_metadata
-from .processor import caller_of
+from .metrics import GatewayMetrics, call_of
+from .processor import Caller, caller_of
 from .streaming import end_span_when_stream_closes
 
 _MAX_RESOURCES: Final = 16
@@ -94,7 +97,13 @@ class Bridge:
     """Puts the trace's ids and metadata on Portkey-bound requests and the gateway's answer on
     their spans, as ``settings`` say."""
 
-    def __init__(self, settings: PortkeySettings, resource: object | None = None) -> None:
+    def __init__(
+        self,
+        settings: PortkeySettings,
+        resource: object | None = None,
+        gateway_metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self._metrics = gateway_metrics  # None: metrics off
         self._gateways = settings.gateway_prefixes
         self._trust = settings.baggage_trust
         self._policy = CallPolicy(
@@ -123,7 +132,10 @@ class Bridge:
             bound = has_portkey or url_matches_gateway(url, self._gateways)
             request_decision.set(Decision(headers, context.span_id, bound, BAGGAGE_NAME in names))
             if bound and context.is_valid:
-                self._carry_out(span, headers, default_setter, url, method, has_portkey)
+                caller = caller_of(span)
+                self._carry_out(span, headers, default_setter, url, method, has_portkey, caller)
+                if self._metrics is not None:
+                    self._metrics.start(span, url, caller[1:] if caller is not None else (None, None))
             return bound
         except Exception as error:
             report_once("adding Portkey headers", error)
@@ -136,12 +148,19 @@ class Bridge:
                 return
             attributes = getattr(span, "attributes", None) or {}
             method = attributes.get("http.request.method") or attributes.get("http.method") or "POST"
-            self._carry_out(span, carrier, setter, span_url(span), str(method), True)
+            self._carry_out(span, carrier, setter, span_url(span), str(method), True, caller_of(span))
         except Exception as error:
             report_once("adding Portkey headers", error)
 
     def _carry_out(
-        self, span: Span, headers: Any, setter: Setter[Any], url: str, method: str, has_portkey: bool
+        self,
+        span: Span,
+        headers: Any,
+        setter: Setter[Any],
+        url: str,
+        method: str,
+        has_portkey: bool,
+        caller: Caller | None,
     ) -> None:
         present, spelled = portkey_entries(headers) if has_portkey else ({}, {})
         context = span.get_span_context()
@@ -153,7 +172,7 @@ class Bridge:
             header_bytes(headers),
             method,
             url,
-            caller_of(span),
+            caller.name if caller is not None else None,
             context_metadata(trust=self._trust),
             self._resource_metadata(span),
         )
@@ -193,24 +212,39 @@ class Bridge:
         async_closers: tuple[str, ...] = (),
     ) -> None:
         """From any client's response hook: the gateway's answer on the span of a call this bridge
-        sent to a gateway. ``answer_of(response)`` gives the response's headers and its stream (None
-        when the body is already read); it is called for such calls only, so no other response is
-        read at all. A streamed answer (``text/event-stream``) keeps the span open until one of the
-        stream's closers runs. Never raises."""
+        sent to a gateway, and on its metrics point. ``answer_of(response)`` gives the response's
+        headers and its stream (None when the body is already read); it is called for such calls
+        only, so no other response is read at all. A streamed answer (``text/event-stream``) keeps
+        the span open (and the call's point waiting) until one of the stream's closers runs. Never
+        raises."""
         try:
-            if not _bridged_call(span) or not span.is_recording():
+            if not _bridged_call(span):
+                return
+            recording = span.is_recording()
+            call = call_of(span)
+            if not recording and call is None:
                 return
             headers, stream = answer_of(response)
             header = header_getter(headers)
             attributes = answer_attributes(header)
-            if attributes:
-                span.set_attributes(attributes)
-            if attributes.get(ATTR_GATEWAY_EXCEPTION):
-                span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
+            if recording:
+                if attributes:
+                    span.set_attributes(attributes)
+                if attributes.get(ATTR_GATEWAY_EXCEPTION):
+                    span.set_status(Status(StatusCode.ERROR, "Portkey gateway exception"))
+            if call is not None:
+                call.answered_with(attributes, _status_of(response))
             if stream is not None and is_event_stream(header(CONTENT_TYPE)):
                 end_span_when_stream_closes(span, stream, sync_closers, async_closers)
         except Exception as error:
             report_once("recording the Portkey response", error)
+
+
+def _status_of(response: Any) -> object:
+    """The status code of any client's response (httpx, requests: ``status_code``; urllib, urllib3,
+    aiohttp: ``status``)."""
+    status = getattr(response, "status_code", None)
+    return status if status is not None else getattr(response, "status", None)
 
 
 def _bridged_call(span: Span) -> bool:

@@ -19,6 +19,7 @@ from ..environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 from . import client_hooks, propagator
 from .bridge import Bridge
 from .diagnostics import warn_once
+from .metrics import GatewayMetrics
 from .processor import PortkeySpanProcessor
 from .sdk_internals import span_processors
 
@@ -34,9 +35,10 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     (httpx, httpx2, requests, urllib, urllib3, aiohttp-client), sync and async.
 
     ``instrument(tracer_provider=None, gateway_urls=None, trace_id_policy=None, metadata=None,
-    jaeger_ui_url=None, trace_url_template=None, trusted_baggage_keys=None)``: arguments override
-    the ``OTEL_PORTKEY_*`` environment. Installing it adds the bridge's hooks to client
-    instrumentations made from then on (``client_hooks``), wraps the global propagator
+    jaeger_ui_url=None, trace_url_template=None, trusted_baggage_keys=None, metrics=None,
+    meter_provider=None)``: arguments override the ``OTEL_PORTKEY_*`` environment; the metrics
+    instruments come from ``meter_provider`` or the global one. Installing it adds the bridge's
+    hooks to client instrumentations made from then on (``client_hooks``), wraps the global propagator
     (``propagator``), gives an SDK tracer provider a ``PortkeySpanProcessor`` (unless one is there
     already), and instruments httpx/httpx2 itself when nobody else does and they are installed, so
     no HTTP span is ever doubled. ``uninstrument()`` undoes all of it; the processor it added is
@@ -87,11 +89,15 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             jaeger_ui_url=kwargs.get("jaeger_ui_url"),
             trace_url_template=kwargs.get("trace_url_template"),
             trusted_baggage_keys=kwargs.get("trusted_baggage_keys"),
+            metrics=kwargs.get("metrics"),
         )
         self._tracer_provider = kwargs.get("tracer_provider")
         provider = self._tracer_provider or trace.get_tracer_provider()
         self._switched_on = _processor_for(provider, settings)
-        bridge = Bridge(settings, resource=getattr(provider, "resource", None))
+        gateway_metrics = GatewayMetrics(kwargs.get("meter_provider")) if settings.metrics else None
+        bridge = Bridge(
+            settings, resource=getattr(provider, "resource", None), gateway_metrics=gateway_metrics
+        )
         propagator.install(bridge)
         client_hooks.activate(bridge)
         for name in client_hooks.attach():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from typing import NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -33,14 +34,28 @@ def _forget(reference: weakref.ref[PortkeySpanProcessor]) -> None:
         _processors = tuple(r for r in _processors if r is not reference)
 
 
-def caller_of(span: object) -> str | None:
-    """The name of the span that made the CLIENT span ``span``, if a processor saw it start."""
+class Caller(NamedTuple):
+    """The span that made an HTTP call, as it was when the call started: its name (which names the
+    gateway's node) and, when it is a GenAI span, its operation and requested model (the call's
+    metrics carry them)."""
+
+    name: str
+    operation: object = None  # ``gen_ai.operation.name``
+    model: object = None  # ``gen_ai.request.model``
+
+
+_OPERATION = "gen_ai.operation.name"
+_MODEL = "gen_ai.request.model"
+
+
+def caller_of(span: object) -> Caller | None:
+    """The span that made the CLIENT span ``span``, if a processor saw it start."""
     for reference in _processors:
         processor = reference()
         if processor is not None:
-            name = processor.caller_name(span)
-            if name is not None:
-                return name
+            caller = processor.caller(span)
+            if caller is not None:
+                return caller
     return None
 
 
@@ -52,7 +67,8 @@ class PortkeySpanProcessor(SpanProcessor):
     nothing. Baggage, which any caller of a service can send, tags spans only for the keys named in
     ``baggage_trust`` (none by default). For each CLIENT span it keeps, weakly, the name its parent
     had at the start (the operation that made the call, e.g. ``chat gpt-4o``), which names the
-    gateway's node; nothing else is kept, and an entry goes with its span. The processor exports
+    gateway's node, and the parent's GenAI operation and model, which the call's metrics carry;
+    nothing else is kept, and an entry goes with its span. The processor exports
     nothing. Switched off (``enabled = False``, as ``PortkeyInstrumentor().uninstrument()`` leaves
     the one it added: the SDK cannot remove a processor), it does nothing at all.
     """
@@ -63,7 +79,7 @@ class PortkeySpanProcessor(SpanProcessor):
         self._attributes: dict[MetadataItems, dict[str, str]] = {}  # per metadata, built once
         # CLIENT span -> the name its parent had when it started (the operation that made the call,
         # e.g. ``chat gpt-4o``), which names the gateway's node. Weak: an entry goes with its span.
-        self._callers: weakref.WeakKeyDictionary[Span, str] = weakref.WeakKeyDictionary()
+        self._callers: weakref.WeakKeyDictionary[Span, Caller] = weakref.WeakKeyDictionary()
         _remember(self)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -79,18 +95,25 @@ class PortkeySpanProcessor(SpanProcessor):
                     attributes = self._attributes[items] = {ATTR_METADATA_PREFIX + k: v for k, v in items}
                 span.set_attributes(attributes)
             if span.kind is SpanKind.CLIENT:
-                caller = getattr(trace.get_current_span(parent_context), "name", None)
-                if caller and type(span).__weakrefoffset__:
-                    self._callers[span] = caller
+                parent = trace.get_current_span(parent_context)
+                name = getattr(parent, "name", None)
+                if name and type(span).__weakrefoffset__:
+                    attributes = getattr(parent, "attributes", None) or {}
+                    self._callers[span] = Caller(name, attributes.get(_OPERATION), attributes.get(_MODEL))
         except Exception as error:  # the SDK does not guard processors: never raise into the app
             report_once("tagging a span with Portkey metadata", error)
 
-    def caller_name(self, span: object) -> str | None:
-        """The name of the span that made the CLIENT span ``span``, if this processor saw it start."""
+    def caller(self, span: object) -> Caller | None:
+        """The span that made the CLIENT span ``span``, if this processor saw it start."""
         try:
             return self._callers.get(span)  # type: ignore[call-overload,no-any-return]
         except TypeError:  # not weakly referenceable: never registered
             return None
+
+    def caller_name(self, span: object) -> str | None:
+        """The name of the span that made the CLIENT span ``span``, if this processor saw it start."""
+        caller = self.caller(span)
+        return caller.name if caller is not None else None
 
     @property
     def tracked_calls(self) -> int:

@@ -28,10 +28,11 @@ def end_span_when_stream_closes(
     ``sync_methods`` or ``async_methods`` (httpx streams: ``close``/``aclose``; an aiohttp
     response: ``close``/``release``), or its garbage collection as the last resort.
 
-    Returns False when the span or stream cannot be wrapped: the span then ends as usual.
+    Returns False when the span or stream cannot be wrapped: the span then ends as usual. An
+    unsampled span is deferred too: its ``end`` may record the call's metrics point.
     """
     closers = {name: getattr(stream, name, None) for name in (*sync_methods, *async_methods)}
-    if not span.is_recording() or not any(callable(method) for method in closers.values()):
+    if not any(callable(method) for method in closers.values()):
         return False
 
     real_end = span.end

@@ -1,0 +1,169 @@
+"""The bridge's metrics: one data point per call to a Portkey gateway, sampled or not.
+
+:meth:`GatewayMetrics.start` runs from the request side, in the call's CLIENT span: it stands a
+:class:`_Call` in for the span's ``end``, so the point is recorded when the span ends, whatever
+ended it (the answer, a streamed answer's last chunk, an exception before any answer), and then
+the span ends as it would have. The response side hands the gateway's answer to the same
+:class:`_Call` (:func:`call_of`). Unsampled spans are counted too: they do not record attributes,
+so the answer is kept on the :class:`_Call` itself.
+
+Instruments come from the global ``MeterProvider`` (what ``opentelemetry-instrument`` sets up from
+``OTEL_METRICS_EXPORTER``; without one they cost a no-op call) unless one is given. The duration's
+exemplars carry the call's trace and span id, so a slow bucket leads to the trace in Jaeger.
+Nothing here raises into the application.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import metrics, trace
+
+from .._contract.call_metrics import (
+    ATTR_ERROR_TYPE,
+    DURATION_BUCKETS,
+    METRIC_REQUEST_DURATION,
+    METRIC_RETRIES,
+    OTHER,
+    AttributeBound,
+    call_attributes,
+    retry_count,
+)
+from .diagnostics import report_once
+
+_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
+
+
+class GatewayMetrics:
+    """``portkey.gateway.request.duration`` (histogram, s) and ``portkey.gateway.retries``
+    (counter, {retry}), with one :class:`AttributeBound` for both."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        from .. import __version__
+
+        meter = metrics.get_meter("otel_portkey", __version__, meter_provider)
+        self._duration = meter.create_histogram(
+            METRIC_REQUEST_DURATION,
+            unit="s",
+            description="Duration of calls to a Portkey gateway, from the request to the end of the "
+            "call's HTTP client span (a streamed answer: its end)",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._retries = meter.create_counter(
+            METRIC_RETRIES,
+            unit="{retry}",
+            description="Retries a Portkey gateway made for the calls it answered "
+            "(its x-portkey-retry-attempt-count)",
+        )
+        self.bound = AttributeBound()
+
+    def start(self, span: trace.Span, url: str, caller: tuple[Any, Any]) -> None:
+        """Record a point when ``span`` (a Portkey-bound call's CLIENT span) ends. ``caller`` is the
+        calling GenAI span's operation name and model (None when unknown)."""
+        try:
+            end = span.end
+            if isinstance(end, _Call):  # the same span started twice: keep the first
+                return
+            span.end = _Call(self, span, end, url, caller)  # type: ignore[method-assign]
+        except (AttributeError, TypeError):  # a span that takes no attribute: not counted
+            pass
+
+    def record(self, call: _Call, span: trace.Span, seconds: float) -> None:
+        recording = span.is_recording()
+        span_attributes: Mapping[str, Any] = (getattr(span, "attributes", None) or {}) if recording else {}
+        answer = span_attributes if recording else call.answer
+        status = call.status
+        if status is None:
+            for key in _STATUS_ATTRIBUTES:
+                value = span_attributes.get(key)
+                if isinstance(value, int):
+                    status = value
+                    break
+        exception = None
+        if not call.answered:  # no answer: the call raised, and its exception is being raised now
+            recorded = span_attributes.get(ATTR_ERROR_TYPE)
+            raised = sys.exc_info()[1]
+            if isinstance(recorded, str):
+                exception = recorded
+            elif raised is not None:
+                exception = type(raised).__qualname__
+            elif status is None:
+                exception = OTHER
+        attributes = self.bound.bound(
+            call_attributes(answer, status, exception, call.server, call.operation, call.model)
+        )
+        context = trace.set_span_in_context(span)
+        self._duration.record(seconds, attributes, context=context)
+        self._retries.add(retry_count(answer), attributes, context=context)
+
+
+class _Call:
+    """One call in flight: stands in for its span's ``end`` until the span ends, then records the
+    call's point and ends the span (once). Holds the answer for spans that record none."""
+
+    __slots__ = (
+        "_end",
+        "_metrics",
+        "_span",
+        "answer",
+        "answered",
+        "model",
+        "operation",
+        "server",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        gateway_metrics: GatewayMetrics,
+        span: trace.Span,
+        end: Callable[..., None],
+        url: str,
+        caller: tuple[Any, Any],
+    ) -> None:
+        self.started = time.perf_counter()
+        self._metrics: GatewayMetrics | None = gateway_metrics
+        self._span: trace.Span | None = span
+        self._end: Callable[..., None] | None = end
+        self.server = _host(url)
+        self.operation, self.model = caller
+        self.answer: Mapping[str, object] = {}
+        self.answered = False
+        self.status: int | None = None
+
+    def answered_with(self, answer: Mapping[str, object], status: object) -> None:
+        self.answered = True
+        self.answer = answer
+        if isinstance(status, int) and not isinstance(status, bool):
+            self.status = status
+
+    def __call__(self, end_time: int | None = None) -> None:
+        end, span, gateway_metrics = self._end, self._span, self._metrics
+        if end is None or span is None or gateway_metrics is None:
+            return
+        self._end = self._span = self._metrics = None  # once; and no cycle through the span stays
+        try:
+            if getattr(span, "__dict__", {}).get("end") is self:
+                del span.end
+            gateway_metrics.record(self, span, time.perf_counter() - self.started)
+        except Exception as error:
+            report_once("recording Portkey gateway metrics", error)
+        end(end_time)
+
+
+def call_of(span: object) -> _Call | None:
+    """The :class:`_Call` standing in for ``span``'s end, if metrics are counting its call."""
+    end = getattr(span, "__dict__", {}).get("end")
+    return end if isinstance(end, _Call) else None
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None

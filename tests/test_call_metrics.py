@@ -1,0 +1,105 @@
+"""The pure rules of the bridge's metrics (``_contract/call_metrics``), property-tested."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otel_portkey._contract import call_metrics as m
+from otel_portkey._contract.call import (
+    ATTR_CACHE_STATUS,
+    ATTR_GATEWAY_EXCEPTION,
+    ATTR_LAST_USED_OPTION_INDEX,
+    ATTR_PROVIDER,
+    ATTR_RETRY_ATTEMPT_COUNT,
+    ATTR_TRACE_ID,
+)
+
+values = st.one_of(st.none(), st.text(max_size=200), st.integers(-5, 10**6), st.booleans())
+
+
+def test_the_option_index_names_a_fallback_only_past_the_first_target():
+    for index in ("config", "0", "config.targets[0]", "config.targets[0].targets[0]", "", " ", "targets[x]"):
+        assert not m.is_fallback(index), index
+    for index in ("1", "config.targets[1]", "config.targets[ 2 ]", "config.targets[0].targets[1]", 3):
+        assert m.is_fallback(index), index
+    for index in (None, True, 0):
+        assert not m.is_fallback(index)
+
+
+@given(st.text(max_size=100))
+def test_is_fallback_never_raises_on_any_text(text):
+    assert m.is_fallback(text) in (True, False)
+
+
+@given(values)
+def test_retries_add_only_a_positive_count(count):
+    added = m.retry_count({ATTR_RETRY_ATTEMPT_COUNT: count})
+    expected = count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+    assert added == expected
+
+
+def test_error_type_prefers_the_exception_then_the_gateways_flag_then_the_status():
+    assert m.error_type(200, False, None) is None
+    assert m.error_type(404, False, None) == "404"
+    assert m.error_type(500, True, None) == m.GATEWAY_EXCEPTION_ERROR
+    assert m.error_type(None, True, "ConnectError") == "ConnectError"
+    assert m.error_type(399, False, None) is None
+
+
+@given(
+    answer=st.dictionaries(
+        st.sampled_from(
+            [
+                *(ATTR_PROVIDER, ATTR_CACHE_STATUS, ATTR_LAST_USED_OPTION_INDEX, ATTR_GATEWAY_EXCEPTION),
+                *(ATTR_TRACE_ID, "portkey.metadata._user", "portkey.span_id", ATTR_RETRY_ATTEMPT_COUNT),
+            ]
+        ),
+        values,
+    ),
+    status=st.none() | st.integers(100, 599),
+    exception=st.none() | st.text(min_size=1, max_size=30),
+    server=st.none() | st.text(max_size=30),
+    operation=values,
+    model=values,
+)
+def test_call_attributes_hold_only_the_documented_keys(answer, status, exception, server, operation, model):
+    attributes = m.call_attributes(answer, status, exception, server, operation, model)
+    assert set(attributes) <= {m.ATTR_FALLBACK, *m.BOUNDED}
+    assert isinstance(attributes[m.ATTR_FALLBACK], bool)
+    assert ("error.type" in attributes) == (
+        bool(exception) or answer.get(ATTR_GATEWAY_EXCEPTION) is True or (status or 0) >= 400
+    )
+    for value in attributes.values():
+        assert isinstance(value, (str, int, bool))
+
+
+@given(st.lists(st.tuples(st.sampled_from(m.BOUNDED), st.text(max_size=150) | st.integers()), max_size=300))
+def test_the_bound_holds_for_any_sequence_of_values(items):
+    bound = m.AttributeBound(max_chars=16, max_distinct=5)
+    kept: dict[str, set[object]] = {}
+    for key, value in items:
+        out = bound.bound({key: value, m.ATTR_FALLBACK: True})
+        assert out[m.ATTR_FALLBACK] is True, "the derived bool is left alone"
+        result = out[key]
+        if result != m.OTHER:
+            assert not isinstance(result, str) or len(result) <= 16
+            if isinstance(value, str):
+                assert result == value[:16]
+            else:
+                assert result == value
+        kept.setdefault(key, set()).add(result)
+    for key, results in kept.items():
+        assert len(results - {m.OTHER}) <= 5
+        assert bound.distinct(key) <= 5
+
+
+def test_the_first_values_are_kept_and_later_ones_are_other():
+    bound = m.AttributeBound(max_distinct=2)
+    assert [bound.bound({"gen_ai.request.model": v})["gen_ai.request.model"] for v in "abcab"] == [
+        "a",
+        "b",
+        m.OTHER,
+        "a",
+        "b",
+    ]
