@@ -23,11 +23,14 @@ set -euo pipefail
 JAEGER_MODULE=github.com/jaegertracing/jaeger
 JAEGER_MODULE_VERSION=v1.76.0
 JAEGER_VERSION=2.13.0
-# Collector core v0.165.0 / stable v1.71.0; contrib v0.165.1 (see otelcol-builder.yaml).
+# Collector core v0.161.0 / stable v1.67.0; contrib v0.161.0 (see otelcol-builder.yaml:
+# v0.161.0 is the newest release at which the contrib loadbalancing, prometheus and
+# tail_sampling modules are all served by the Go module proxy; the manifest also
+# carries a `replaces:` for a dependency the proxy lacks).
 BUILDER_MODULE=go.opentelemetry.io/collector/cmd/builder
-BUILDER_VERSION=v0.165.0
-OTELCOL_VERSION=0.165.0
-MIN_GO_MINOR=26   # collector v0.165 modules declare "go 1.26.0"
+BUILDER_VERSION=v0.161.0
+OTELCOL_VERSION=0.161.0
+MIN_GO_MINOR=26   # collector v0.161 modules (and builder v0.161.0) declare "go 1.26.0"
 # -----------------------------------------------------------------------------
 
 FORCE=0
