@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from otel_portkey._contract.call_metrics import is_fallback
 from otel_portkey.testing import ANSWER, OtlpReceiver, free_port
 
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
@@ -40,6 +42,19 @@ def assert_correlated(result):
         assert call["sent"]["x-portkey-parent-span-id"] == call["http_span_id"]
         assert call["echoed"] == result["trace_id"], "what the gateway itself answered"
         assert call["sent"]["x-portkey-span-name"] == call["caller"] == "chat gpt-4o"
+    assert_metrics(result)
+
+
+def assert_metrics(result):
+    """The metrics the agent exported (``metrics``) count what the gateway answered to each call."""
+    answers = [call["gateway_answer"] for call in result["calls"]]
+    metrics = result["metrics"]
+    assert metrics["calls"] == len(answers) == 4
+    assert metrics["providers"] == Counter(a["x-portkey-provider"] for a in answers)
+    assert metrics["cache_statuses"] == Counter(a["x-portkey-cache-status"] for a in answers)
+    assert metrics["retries"] == sum(int(a["x-portkey-retry-attempt-count"]) for a in answers)
+    assert metrics["fallbacks"] == sum(is_fallback(a["x-portkey-last-used-option-index"]) for a in answers)
+    assert 0 < metrics["p50_seconds"] <= metrics["p95_seconds"]
 
 
 @pytest.mark.integration
@@ -62,6 +77,11 @@ def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
     assert "4 of 4 LLM calls carry OTel trace" in run.stdout
     assert run.stdout.count("ids equal") == 4
     assert "Jaeger: http://localhost:16686/trace/" in run.stdout
+    last = run.stdout.strip().splitlines()[-1]  # the summary of the metrics the agent exported
+    assert last.startswith(
+        "portkey.gateway.* metrics exported: "
+        "4 calls (openai 4)  retries 0  fallbacks 0  cache DISABLED 4  p50 "
+    ), run.stdout
     assert "jaeger_trace" in run.stdout  # the back-link went into the metadata the gateway received
 
 

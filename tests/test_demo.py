@@ -5,17 +5,31 @@ echo, so that attribute says "echoed" even when the gateway echoed nothing. Thes
 demo's correlation exchanges in which the gateway echoed nothing, a blank or another id, or in
 which nothing it answered was recorded, and check that it never reports them as correlated.
 (``tests/test_cli.py`` runs the demo end to end through the real gateway, where all is well.)
+
+The demo's closing metrics summary is read back from what the agent exported over OTLP: the tests
+below export with the SDK's own OTLP exporter, or run the agent, and check the summary against
+what was recorded and what the gateway answered.
 """
 
 import io
 import json
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from rich.console import Console
 
 from otel_portkey._cli import demo
 from otel_portkey._cli.demo import CAPTURED_ECHO_ATTRIBUTE, DemoOptions, render, run_demo
+from otel_portkey._cli.metrics_summary import (
+    MetricsSummary,
+    OtlpMetricsReceiver,
+    histogram_quantile,
+    summarize,
+)
 from otel_portkey._contract.call import answer_attributes
+from otel_portkey._contract.call_metrics import DURATION_BUCKETS
 from otel_portkey.testing import ForwardedRequest, ReceivedSpan
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -162,3 +176,148 @@ def test_the_demo_through_a_gateway_that_echoes_a_blank_reports_no_correlation(m
     assert [s.attributes[CAPTURED_ECHO_ATTRIBUTE] for s in http_spans] == [[""]] * 4
     live_view = demo._result("", outcome.spans, None, "no hop", 0.0)
     assert [call.correlated for call in live_view.calls] == [False] * 4
+
+
+# ---- the metrics summary ---------------------------------------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("q", "counts", "expected"),
+    [
+        # bounds 0.1, 0.5, 1: buckets (0, 0.1], (0.1, 0.5], (0.5, 1], (1, +Inf)
+        pytest.param(0.5, [2, 4, 4, 0], 0.1 + 0.4 * 3 / 4, id="median: 3rd of 4 in (0.1, 0.5]"),
+        pytest.param(0.95, [2, 4, 4, 0], 0.5 + 0.5 * 3.5 / 4, id="p95: 3.5th of 4 in (0.5, 1]"),
+        pytest.param(0.5, [4, 0, 0, 0], 0.1 * 2 / 4, id="the lowest bucket starts at 0"),
+        pytest.param(0.5, [0, 0, 0, 3], 1.0, id="the open bucket: its lower boundary"),
+        pytest.param(0.99, [1, 0, 0, 1], 1.0, id="past the last boundary"),
+        pytest.param(1.0, [1, 1, 0, 0], 0.5, id="the maximum: the highest non-empty bucket's top"),
+        pytest.param(0.0, [0, 2, 0, 0], 0.1, id="the minimum: empty leading buckets skipped"),
+        pytest.param(0.5, [0, 0, 0, 0], None, id="no observation"),
+    ],
+)
+def test_histogram_quantile_interpolates_within_the_bucket_as_prometheus_does(q, counts, expected):
+    estimate = histogram_quantile(q, (0.1, 0.5, 1.0), counts)
+    assert estimate == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.unit
+def test_histogram_quantile_refuses_what_is_not_a_histogram():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        histogram_quantile(1.5, (0.1,), [1, 0])
+    with pytest.raises(ValueError, match="2 buckets, not 3"):
+        histogram_quantile(0.5, (0.1,), [1, 0, 0])
+    assert histogram_quantile(0.5, (), [3]) is None
+
+
+CALLS = [  # (seconds, provider, cache status, fallback, retries): one gateway call each
+    (0.01, "openai", "HIT", False, 0),
+    (0.03, "openai", "MISS", False, 0),
+    (0.04, "openai", "MISS", False, 2),
+    (0.2, "anthropic", "MISS", True, 1),
+    (0.7, "anthropic", "MISS", True, 0),
+    (3.0, "openai", "DISABLED", False, 3),
+]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("temporality", [AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA])
+def test_the_summary_is_read_back_from_an_otlp_export(temporality):
+    """The SDK's own OTLP/HTTP exporter sends the instruments, collected twice (half the calls
+    each time); the receiver decodes them and the summary adds up every call once."""
+    with OtlpMetricsReceiver() as receiver:
+        exporter = OTLPMetricExporter(
+            endpoint=receiver.endpoint, preferred_temporality={Histogram: temporality, Counter: temporality}
+        )
+        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+        provider = MeterProvider(metric_readers=[reader])
+        meter = provider.get_meter("otel_portkey")
+        duration = meter.create_histogram(
+            "portkey.gateway.request.duration", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+        )
+        retries = meter.create_counter("portkey.gateway.retries", unit="{retry}")
+        meter.create_counter("http.client.requests").add(7)  # another instrument: not counted
+        for n, (seconds, provider_name, cache, fallback, retried) in enumerate(CALLS):
+            attributes = {
+                "portkey.provider": provider_name,
+                "portkey.cache.status": cache,
+                "portkey.fallback": fallback,
+                "http.response.status_code": 200,
+            }
+            duration.record(seconds, attributes)
+            retries.add(retried, attributes)
+            if n == len(CALLS) // 2:
+                assert provider.force_flush()
+        provider.shutdown()
+        points = receiver.points
+    assert {p.metric for p in points} == {"portkey.gateway.request.duration", "portkey.gateway.retries"}
+    assert len({p.time_ns for p in points}) == 2, "two exports arrived"
+    summary = summarize(points)
+    assert summary == MetricsSummary(
+        calls=6,
+        providers={"openai": 4, "anthropic": 2},
+        retries=6,
+        fallbacks=2,
+        cache_statuses={"MISS": 4, "HIT": 1, "DISABLED": 1},
+        # 6 calls in (0, .025] x1, (.025, .05] x2, (.1, .25] x1, (.5, 1] x1, (2.5, 5] x1:
+        p50_seconds=pytest.approx(0.025 + 0.025 * (3 - 1) / 2),  # the 3rd call, 2nd of 2 in its bucket
+        p95_seconds=pytest.approx(2.5 + 2.5 * (5.7 - 5) / 1),  # the 5.7th call, in (2.5, 5]
+    )
+    assert summary.as_json()["p95_seconds"] == 4.25
+    assert summary.text() == (
+        "6 calls (openai 4, anthropic 2)  retries 6  fallbacks 2  cache MISS 4, HIT 1, DISABLED 1  "
+        "p50 50 ms  p95 4.25 s"
+    )
+    assert summarize([]) is None
+
+
+@pytest.mark.integration
+def test_the_demos_metrics_are_what_the_gateway_answered(model, monkeypatch):
+    """End to end: the agent, under ``opentelemetry-instrument``, calls a "gateway" (the scripted
+    model) that answers every call as a fallback to its second target, a cache hit, after 2
+    retries. The summary is what the agent exported, and it matches what the gateway answered;
+    with ``--otlp-endpoint`` the same export went on there."""
+    model.add_response_headers(
+        {
+            "x-portkey-provider": "anthropic",
+            "x-portkey-cache-status": "HIT",
+            "x-portkey-retry-attempt-count": "2",
+            "x-portkey-last-used-option-index": "config.targets[1]",
+        }
+    )
+    with OtlpMetricsReceiver() as collector:
+        outcome = run_demo(
+            DemoOptions(gateway_url=f"http://127.0.0.1:{model.port}", otlp_endpoint=collector.url)
+        )
+        forwarded = summarize(collector.points)
+    answers = [call.gateway_answer for call in outcome.calls]
+    assert len(answers) == 4
+    summary = outcome.metrics
+    assert summary is not None
+    assert summary.calls == len(answers)
+    assert summary.retries == sum(int(a["x-portkey-retry-attempt-count"]) for a in answers) == 8
+    assert summary.fallbacks == 4
+    assert summary.providers == {"anthropic": 4}
+    assert summary.cache_statuses == {"HIT": 4}
+    assert 0 < summary.p50_seconds <= summary.p95_seconds
+    assert forwarded == summary, "--otlp-endpoint received the same metrics"
+    assert json.loads(json.dumps(outcome.as_json()))["metrics"] == summary.as_json()
+    text = rendered(outcome, monkeypatch)
+    assert (
+        "portkey.gateway.* metrics exported: 4 calls (anthropic 4)  retries 8  fallbacks 4  cache HIT 4"
+        in text
+    )
+
+
+@pytest.mark.integration
+def test_the_demo_says_when_otel_portkey_metrics_switched_them_off(model, monkeypatch):
+    monkeypatch.setenv("OTEL_PORTKEY_METRICS", "false")
+    outcome = run_demo(DemoOptions(gateway_url=f"http://127.0.0.1:{model.port}"))
+    assert len(outcome.calls) == 4
+    assert outcome.metrics is None
+    assert outcome.as_json()["metrics"] is None
+    assert (
+        rendered(outcome, monkeypatch)
+        .strip()
+        .endswith("portkey.gateway.* metrics exported: none (OTEL_PORTKEY_METRICS=false)")
+    )

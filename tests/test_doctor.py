@@ -10,14 +10,21 @@ from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
 
 from otel_portkey._cli import doctor
-from otel_portkey._cli.doctor import diagnose, otlp_exports, sample_call_headers
+from otel_portkey._cli.doctor import diagnose, meter_provider_state, otlp_exports, sample_call_headers
+from otel_portkey._cli.metrics_summary import OtlpMetricsReceiver
 from otel_portkey.config import PortkeySettings
 from otel_portkey.testing import OtlpReceiver, free_port
 
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
+INSTRUMENT = str(Path(sys.executable).with_name("opentelemetry-instrument"))
 HEALTHY = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none"}
 
 
@@ -151,6 +158,97 @@ def test_metrics_to_an_endpoint_that_takes_none():
     )
     assert list(problems) == [what], report.text()
     assert problems[what].endswith("or set OTEL_METRICS_EXPORTER=none")
+    assert "    the bridge's portkey.gateway.* metrics are lost until the problem below is fixed" in (
+        report.lines
+    )
+
+
+@pytest.fixture
+def receivers():
+    """A trace receiver and a metrics receiver, as the SDK's variables name them."""
+    with OtlpReceiver() as traces, OtlpMetricsReceiver() as metrics:
+        yield {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": metrics.endpoint,
+        }
+
+
+def metrics_block(report):
+    """The lines of the metrics exporter, up to the logs' line."""
+    start = report.lines.index(next(line for line in report.lines if line.startswith("  metrics: ")))
+    end = report.lines.index(next(line for line in report.lines if line.startswith("  logs: ")))
+    return report.lines[start:end]
+
+
+@pytest.mark.unit
+def test_the_metrics_line_says_whether_the_bridges_metrics_go_anywhere(receivers):
+    exported = diagnose(clean_env(**receivers))
+    assert exported.problems == [], exported.text()
+    assert metrics_block(exported) == [
+        "  metrics: otlp",
+        "    OTLP http/protobuf (from OTEL_EXPORTER_OTLP_PROTOCOL) to "
+        + receivers["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"],
+        "    answers OTLP http/protobuf",
+        "    the bridge's portkey.gateway.* metrics go there",
+    ]
+    nowhere = diagnose(clean_env(**receivers, OTEL_METRICS_EXPORTER="none"))
+    assert metrics_block(nowhere) == [
+        "  metrics: none",
+        "    the bridge's portkey.gateway.* metrics go nowhere: "
+        "set OTEL_METRICS_EXPORTER=otlp to export them",
+    ]
+    off = diagnose(clean_env(**receivers, OTEL_PORTKEY_METRICS="false"))
+    assert off.problems == [], off.text()
+    assert "  OTEL_PORTKEY_METRICS=false" in off.lines
+    assert (
+        metrics_block(off)[-1]
+        == "    the bridge's portkey.gateway.* metrics are off (OTEL_PORTKEY_METRICS=false)"
+    )
+    typo = diagnose(clean_env(**receivers, OTEL_PORTKEY_METRICS="nope"))
+    assert any("OTEL_PORTKEY_METRICS" in what for what, _ in typo.problems), typo.text()
+
+
+@pytest.mark.unit
+def test_the_meter_provider_of_this_process(monkeypatch):
+    """``otel-portkey doctor`` reports its own process's global meter provider: under
+    ``opentelemetry-instrument``, the one an app gets."""
+    for name in [
+        n for n in sys.modules if n.startswith("opentelemetry.instrumentation.auto_instrumentation")
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    assert meter_provider_state(_ProxyMeterProvider()) == (
+        "none (run `opentelemetry-instrument otel-portkey doctor` to see your app's)"
+    )
+    monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.auto_instrumentation", sys)
+    assert meter_provider_state(_ProxyMeterProvider()) == "none set (the API's proxy: metrics are no-ops)"
+    assert meter_provider_state(NoOpMeterProvider()) == "the API's NoOpMeterProvider: metrics are dropped"
+    exporting = MeterProvider(
+        metric_readers=[
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"http://127.0.0.1:{free_port()}")),
+            InMemoryMetricReader(),
+        ],
+        shutdown_on_exit=False,
+    )
+    readerless = MeterProvider(shutdown_on_exit=False)
+    try:
+        assert meter_provider_state(exporting) == (
+            "the SDK's MeterProvider, read by PeriodicExportingMetricReader(OTLPMetricExporter), "
+            "InMemoryMetricReader"
+        )
+        assert meter_provider_state(readerless) == (
+            "the SDK's MeterProvider without a metric reader: metrics go nowhere"
+        )
+        report = diagnose(clean_env(**HEALTHY), probe=lambda export: None, meter_provider=readerless)
+        assert metrics_block(report)[-1] == (
+            "    meter provider in this process: "
+            "the SDK's MeterProvider without a metric reader: metrics go nowhere"
+        )
+    finally:
+        exporting.shutdown()  # nothing recorded: nothing to send
+        readerless.shutdown()
+    unasked = diagnose(clean_env(**HEALTHY), probe=lambda export: None)
+    assert not any("meter provider" in line for line in unasked.lines), "reported only when passed"
 
 
 @pytest.mark.unit
@@ -284,22 +382,59 @@ def test_doctor_exit_codes():
             check=False,
         )
     assert good.returncode == 0, good.stdout
+    assert (
+        "    meter provider in this process: "
+        "none (run `opentelemetry-instrument otel-portkey doctor` to see your app's)"
+    ) in good.stdout.splitlines()
+
+
+@pytest.mark.integration
+def test_doctor_under_opentelemetry_instrument_reports_the_meter_provider_an_app_gets(receivers):
+    def run(**env):
+        return subprocess.run(
+            [INSTRUMENT, CLI, "doctor"],
+            env=clean_env(**receivers, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    exporting, nowhere = run(), run(OTEL_METRICS_EXPORTER="none")
+    assert exporting.returncode == 0, exporting.stdout + exporting.stderr
+    assert (
+        "    meter provider in this process: "
+        "the SDK's MeterProvider, read by PeriodicExportingMetricReader(OTLPMetricExporter)"
+    ) in exporting.stdout.splitlines()
+    assert "    the bridge's portkey.gateway.* metrics go there" in exporting.stdout.splitlines()
+    assert nowhere.returncode == 0, nowhere.stdout + nowhere.stderr
+    assert (
+        "    meter provider in this process: "
+        "the SDK's MeterProvider without a metric reader: metrics go nowhere"
+    ) in nowhere.stdout.splitlines()
 
 
 @pytest.mark.integration
 def test_against_the_real_collector(collector):
-    """collector-config.yaml takes traces on both protocols, and no metrics."""
+    """collector-config.yaml takes traces and metrics (its Prometheus pipeline) on both protocols."""
     grpc_endpoint = f"http://127.0.0.1:{collector.grpc_port}"
-    for env in (
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http, **HEALTHY},
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_METRICS_EXPORTER": "none",
-        },
+    for env, protocol in (
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http, **HEALTHY}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": grpc_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            },
+            "http/protobuf",
+        ),
     ):
         report = diagnose(clean_env(**env))
         assert report.problems == [], report.text()
+        if protocol is not None:  # metrics exported (the distro's default): the Collector takes them
+            assert metrics_block(report)[-2:] == [
+                f"    answers OTLP {protocol}",
+                "    the bridge's portkey.gateway.* metrics go there",
+            ], report.text()
     wrong = diagnose(
         clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.otlp_http, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
     )
@@ -308,12 +443,6 @@ def test_against_the_real_collector(collector):
         f"traces: {collector.otlp_http} does not answer OTLP grpc (it answers HTTP/1.1, not gRPC)",
         f"metrics: {collector.otlp_http} does not answer OTLP grpc (it answers HTTP/1.1, not gRPC)",
     ], wrong.text()
-    no_metrics = diagnose(
-        clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
-    )
-    ((what, fix),) = no_metrics.problems
-    assert what.startswith(f"metrics: {grpc_endpoint} does not answer OTLP grpc (UNIMPLEMENTED")
-    assert fix.endswith("or set OTEL_METRICS_EXPORTER=none")
 
 
 @pytest.mark.unit

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--json", action="store_true", help="print a machine-readable result")
     demo.add_argument(
-        "--otlp-endpoint", help="also export the spans to this OTLP/HTTP endpoint (a Collector or Jaeger)"
+        "--otlp-endpoint",
+        help="also export the spans and metrics to this OTLP/HTTP endpoint (a Collector or Jaeger)",
     )
     demo.add_argument("--gateway-url", help="use this running gateway, e.g. http://localhost:8787")
     demo.add_argument(
@@ -67,9 +68,11 @@ def _port(text: str) -> int:
 
 
 def _doctor() -> int:
+    from opentelemetry import metrics
+
     from .doctor import diagnose
 
-    report = diagnose()
+    report = diagnose(meter_provider=metrics.get_meter_provider())
     print(report.text())
     return 1 if report.problems else 0
 

@@ -2,9 +2,10 @@
 
 Offline by default: a scripted model stands in for the LLM provider, the OSS Portkey gateway
 runs on loopback (or, without Node.js, a clearly labelled built-in stand-in), a recording hop in
-front of it keeps what the gateway received, and an OTLP receiver collects what OpenTelemetry
-exported. The agent runs in a child process under ``opentelemetry-instrument``, exactly as a
-user's app would. Every process and server it starts is stopped on the way out, also on Ctrl-C.
+front of it keeps what the gateway received, and OTLP receivers collect what OpenTelemetry
+exported: the spans, and the bridge's metrics (the closing summary is read back from them). The
+agent runs in a child process under ``opentelemetry-instrument``, exactly as a user's app would.
+Every process and server it starts is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan
 from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
 from .._peers.standin_gateway import PortkeyStandIn
 from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
+from ..config import PortkeySettings
+from .metrics_summary import MetricsSummary, OtlpMetricsReceiver, summarize
 
 Progress = Callable[[str], None]
 
@@ -98,6 +101,9 @@ class DemoResult:
     spans: list[ReceivedSpan] = field(repr=False)
     seconds: float = 0.0
     jaeger_link: str | None = None
+    # The bridge's portkey.gateway.* metrics as the agent exported them; None: none were exported.
+    metrics: MetricsSummary | None = None
+    metrics_off: bool = False  # OTEL_PORTKEY_METRICS switched them off
 
     @property
     def all_correlated(self) -> bool | None:
@@ -115,6 +121,7 @@ class DemoResult:
             "seconds": round(self.seconds, 3),
             "jaeger_link": self.jaeger_link,
             "all_correlated": self.all_correlated,
+            "metrics": self.metrics.as_json() if self.metrics else None,
             "calls": [
                 dict(asdict(call), echoed=call.echoed, correlated=call.correlated) for call in self.calls
             ],
@@ -134,7 +141,7 @@ class DemoResult:
 class DemoOptions:
     """What ``otel-portkey demo`` was asked to do."""
 
-    otlp_endpoint: str | None = None  # also export the spans to this OTLP/HTTP endpoint
+    otlp_endpoint: str | None = None  # also export the spans and metrics to this OTLP/HTTP endpoint
     gateway_url: str | None = None  # use this running gateway instead of starting one
     live: bool = False  # hosted Portkey and a real provider
     question: str | None = None
@@ -205,6 +212,7 @@ def run_demo(
         for name in (
             ev.OTEL_PORTKEY_JAEGER_UI_URL,
             ev.OTEL_PORTKEY_METADATA,
+            ev.OTEL_PORTKEY_METRICS,
             ev.OTEL_PORTKEY_TRACE_URL_TEMPLATE,
         ):
             if name in os.environ:
@@ -217,13 +225,15 @@ def run_demo(
             model = stack.enter_context(ScriptedModelServer())
             env.update(PORTKEY_CUSTOM_HOST=model.base_url, PORTKEY_PROVIDER="openai")
         receiver = stack.enter_context(OtlpReceiver(forward_to=options.otlp_endpoint))
+        metrics_receiver = stack.enter_context(OtlpMetricsReceiver(forward_to=options.otlp_endpoint))
         env.update(
             OTEL_SERVICE_NAME="otel-portkey-demo",
             OTEL_TRACES_EXPORTER="otlp",
-            OTEL_METRICS_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="otlp",  # exported when the agent exits (the SDK's last collection)
             OTEL_LOGS_EXPORTER="none",
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=metrics_receiver.endpoint,
             OTEL_BSP_SCHEDULE_DELAY="100",
             PORTKEY_GATEWAY_URL=f"{gateway_url}/v1",
         )
@@ -241,8 +251,15 @@ def run_demo(
             raise DemoError(f"the agent failed: {last}")
         spans = receiver.wait_for(lambda s: any(not x.parent_span_id for x in s), timeout=10)
         received = list(hop.requests) if hop is not None else None
+        # The agent's last metric export happened as it exited; wait only for a late one.
+        metrics_on = PortkeySettings.from_env({k: v for k, v in env.items() if k == ev.OTEL_PORTKEY_METRICS})
+        points = metrics_receiver.wait_for(
+            lambda p: summarize(p) is not None, timeout=5 if metrics_on.metrics else 0
+        )
     answer = (process.stdout.strip().splitlines() or [""])[-1]
-    return _result(answer, spans, received, label, started)
+    return _result(
+        answer, spans, received, label, started, summarize(points), metrics_off=not metrics_on.metrics
+    )
 
 
 def _result(
@@ -251,6 +268,8 @@ def _result(
     received: list[ForwardedRequest] | None,
     gateway: str,
     started: float,
+    metrics: MetricsSummary | None = None,
+    metrics_off: bool = False,
 ) -> DemoResult:
     by_id = {span.span_id: span for span in spans}
     exchanges: list[ForwardedRequest | _SentFromSpan] = (
@@ -289,7 +308,9 @@ def _result(
     trace_id = roots[0].trace_id if roots else ""
     jaeger = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
     link = f"{jaeger}/trace/{trace_id}" if jaeger and trace_id else None
-    return DemoResult(answer, trace_id, gateway, calls, spans, time.monotonic() - started, link)
+    return DemoResult(
+        answer, trace_id, gateway, calls, spans, time.monotonic() - started, link, metrics, metrics_off
+    )
 
 
 class _SentFromSpan:
@@ -351,6 +372,7 @@ def render(result: DemoResult) -> None:
     console.print(_summary(result))
     if result.jaeger_link:
         console.print(f"Jaeger: {result.jaeger_link}")
+    console.print(_metrics_line(result))
 
 
 def _answer_line(call: LlmCall) -> str:
@@ -396,3 +418,13 @@ def _summary(result: DemoResult) -> str:
             "(no recording hop in front of it), so only what the spans say was sent is shown."
         )
     return f"{line} ({result.seconds:.1f} s)"
+
+
+def _metrics_line(result: DemoResult) -> str:
+    """The bridge's metrics as the agent exported them: the demo's last line."""
+    head = "portkey.gateway.* metrics exported:"
+    if result.metrics is not None:
+        return f"{head} {result.metrics.text()}"
+    if result.metrics_off:
+        return f"{head} none ({ev.OTEL_PORTKEY_METRICS}=false)"
+    return f"{head} none"

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from importlib import metadata
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from opentelemetry import metrics
 from opentelemetry.environment_variables import (
     OTEL_LOGS_EXPORTER,
     OTEL_METRICS_EXPORTER,
@@ -143,9 +145,15 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def diagnose(env: dict[str, str] | None = None, probe: _Probe | None = None) -> Report:
+def diagnose(
+    env: dict[str, str] | None = None,
+    probe: _Probe | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Report:
     """Check this environment; pure apart from reading package metadata and opening sockets
-    (``probe`` tries one OTLP export against its endpoint; the default sends an empty one)."""
+    (``probe`` tries one OTLP export against its endpoint; the default sends an empty one).
+    ``meter_provider``: this process's global one, to report as well (``otel-portkey doctor``
+    passes it: under ``opentelemetry-instrument`` it is the one an app gets)."""
     env = dict(os.environ if env is None else env)
     report = Report()
     capture = _Warnings()
@@ -192,7 +200,7 @@ def diagnose(env: dict[str, str] | None = None, probe: _Probe | None = None) -> 
         )
 
     _instrumentations(report, env)
-    _exporters(report, env, probe or _probe)
+    _exporters(report, env, probe or _probe, settings.metrics, meter_provider)
     _reachability(report, env, settings)
 
     report.add("")
@@ -509,9 +517,16 @@ def _otlp_fix(export: OtlpExport, reason: str) -> str:
     )
 
 
-def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
+def _exporters(
+    report: Report,
+    env: dict[str, str],
+    probe: _Probe,
+    bridge_metrics: bool = True,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> None:
     """What each signal exports to under ``opentelemetry-instrument``, whether that exporter is
-    installed, and whether its endpoint answers its protocol."""
+    installed, and whether its endpoint answers its protocol; for metrics, whether the bridge's
+    go anywhere, and the meter provider of this process when one is given."""
     distro = bool(list(metadata.entry_points(group="opentelemetry_distro")))
     configurator = bool(list(metadata.entry_points(group="opentelemetry_configurator")))
     report.add("")
@@ -534,6 +549,7 @@ def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
             continue
         names = effective.get(_EXPORTER_ENV[signal]) or "none"
         report.add(f"  {signal}: {names}")
+        problems_before = len(report.problems)
         for name in [n.strip() for n in names.split(",") if n.strip()]:
             if name not in ("none", "otlp", *_PACKAGE_BY_ENTRY_POINT) and not has_entry_point(
                 f"opentelemetry_{signal}_exporter", name
@@ -570,6 +586,56 @@ def _exporters(report: Report, env: dict[str, str], probe: _Probe) -> None:
                     f"{signal}: {shown} does not answer OTLP {export.protocol} ({reason})",
                     _otlp_fix(export, reason),
                 )
+        if signal == "metrics":
+            report.add(
+                f"    {bridge_metrics_verdict(names, bridge_metrics, len(report.problems) > problems_before)}"
+            )
+            if meter_provider is not None:
+                report.add(f"    meter provider in this process: {meter_provider_state(meter_provider)}")
+
+
+BRIDGE_METRICS: Final = "the bridge's portkey.gateway.* metrics"
+
+
+def bridge_metrics_verdict(exporters: str, enabled: bool, failing: bool) -> str:
+    """Whether the bridge's metrics go anywhere under ``opentelemetry-instrument``, given the
+    metrics exporters (``OTEL_METRICS_EXPORTER`` as the SDK will read it), ``OTEL_PORTKEY_METRICS``
+    and whether the export was found broken."""
+    if not enabled:
+        return f"{BRIDGE_METRICS} are off ({ev.OTEL_PORTKEY_METRICS}=false)"
+    names = [name.strip() for name in exporters.split(",") if name.strip() and name.strip() != "none"]
+    if not names:
+        return f"{BRIDGE_METRICS} go nowhere: set {OTEL_METRICS_EXPORTER}=otlp to export them"
+    if failing:
+        return f"{BRIDGE_METRICS} are lost until the problem below is fixed"
+    return f"{BRIDGE_METRICS} go there"
+
+
+def meter_provider_state(provider: metrics.MeterProvider) -> str:
+    """What ``provider`` (a process's global one) does with the bridge's metrics: none set (the
+    API's proxy), the API's no-op, or the SDK's with the readers and exporters it has."""
+    kind = type(provider)
+    if kind.__name__ == "_ProxyMeterProvider":
+        if "opentelemetry.instrumentation.auto_instrumentation" in sys.modules:
+            return "none set (the API's proxy: metrics are no-ops)"
+        return "none (run `opentelemetry-instrument otel-portkey doctor` to see your app's)"
+    if isinstance(provider, metrics.NoOpMeterProvider):
+        return "the API's NoOpMeterProvider: metrics are dropped"
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+
+    if not isinstance(provider, SdkMeterProvider):
+        return f"{kind.__module__}.{kind.__qualname__}"
+    if getattr(provider, "_disabled", False):
+        return "the SDK's MeterProvider, disabled by OTEL_SDK_DISABLED=true: metrics are dropped"
+    readers = list(getattr(provider, "_metric_readers", ()))
+    if not readers:
+        return "the SDK's MeterProvider without a metric reader: metrics go nowhere"
+    shown = []
+    for reader in readers:
+        exporter = getattr(reader, "_exporter", None)
+        name = type(reader).__name__
+        shown.append(f"{name}({type(exporter).__name__})" if exporter is not None else name)
+    return f"the SDK's MeterProvider, read by {', '.join(shown)}"
 
 
 def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings) -> None:
