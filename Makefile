@@ -18,8 +18,10 @@ install: $(STAMP)
 
 # The real components the tests run, cached under ~/.cache/otel-portkey and ready before pytest
 # starts: Jaeger v2 and an OpenTelemetry Collector built with Go (8-12 minutes on a cold 2-core
-# machine, progress every 30 s; seconds once cached) and the OSS Portkey gateway from npm. Without
-# Go or npm their tests are skipped, unless OTEL_PORTKEY_REQUIRE_REAL=1 (CI), where that fails.
+# machine, progress every 30 s; seconds once cached), the OSS Portkey gateway from npm, and
+# Prometheus with promtool from Debian's package (components/install-prometheus.sh: apt-get, as root
+# or with sudo, when they are not installed; under a minute). Without Go, npm or a way to install
+# Prometheus their tests are skipped, unless OTEL_PORTKEY_REQUIRE_REAL=1 (CI), where that fails.
 components: install
 	@if [ "$$OTEL_PORTKEY_REQUIRE_REAL" = 1 ] || command -v go >/dev/null; then \
 	  bash components/build.sh >/dev/null; \
@@ -27,6 +29,7 @@ components: install
 	@if [ "$$OTEL_PORTKEY_REQUIRE_REAL" = 1 ] || command -v npm >/dev/null; then \
 	  $(BIN)/python -m otel_portkey._peers.oss_gateway >/dev/null; \
 	else echo "make components: npm not found; the gateway tests will be skipped"; fi
+	@bash components/install-prometheus.sh
 
 demo: install
 	$(BIN)/otel-portkey demo

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,7 @@ from otel_portkey.testing import free_port
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "components" / "build.sh"
 JAEGER_CONFIG = ROOT / "components" / "jaeger-test-config.yaml"
+JAEGER_BADGER_CONFIG = ROOT / "examples" / "jaeger-config.yaml"
 COLLECTOR_CONFIG = ROOT / "collector-config.yaml"
 
 
@@ -59,42 +62,91 @@ def _wait_http(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
 
 
 class _Process:
-    def __init__(self, command: list[str], env: dict[str, str], ready_url: str) -> None:
-        self._log = tempfile.NamedTemporaryFile(mode="w+", prefix="otel-portkey-", suffix=".log")  # noqa: SIM115
+    """A component as a child process, ready once ``ready_url`` answers 200.
+
+    ``start=False`` only prepares it (its ports are chosen, nothing listens): ``start()`` later.
+    ``kill()`` (SIGKILL) or ``terminate()`` (SIGTERM), then ``start()`` again, runs it anew with the
+    same command, environment and ports; its output goes on in the same ``log()``. ``stop()`` ends it
+    for good.
+    """
+
+    process: subprocess.Popen[str] | None
+
+    def __init__(self, command: list[str], env: dict[str, str], ready_url: str, start: bool = True) -> None:
+        self._command, self._env, self._ready_url = command, {**os.environ, **env}, ready_url
+        self._log = tempfile.NamedTemporaryFile(mode="a+", prefix="otel-portkey-", suffix=".log")  # noqa: SIM115
+        self.process = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the process (again) and wait until it is ready."""
+        if self.running:
+            raise RuntimeError(f"{self._command[0]} is already running")
         self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, text=True
+            self._command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT, text=True
         )
         try:
-            _wait_http(ready_url, self.process)
+            _wait_http(self._ready_url, self.process)
+        except ComponentUnavailable as error:
+            output = self.log()[-3000:]
+            self.stop()
+            raise ComponentUnavailable(f"{error}\n{output}") from error
         except Exception:
             self.stop()
             raise
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
         """What the process printed so far."""
         return Path(self._log.name).read_text(errors="replace")
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing flushed (a crash, an OOM kill)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def terminate(self) -> None:
+        """SIGTERM and wait for a clean shutdown (SIGKILL after 15 s)."""
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+    def stop(self) -> None:
+        self.terminate()
         self._log.close()
 
 
 class Jaeger(_Process):
-    """Jaeger v2 all-in-one, in-memory storage, every port on 127.0.0.1."""
+    """Jaeger v2 all-in-one, every port on 127.0.0.1: in-memory storage
+    (components/jaeger-test-config.yaml), or with ``badger_dir`` the examples' durable config
+    (examples/jaeger-config.yaml, Badger in that directory), which a restart on the same directory
+    reads back."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, badger_dir: Path | None = None, start: bool = True) -> None:
         self.ports = {
             name: free_port() for name in ("OTLP_GRPC", "OTLP_HTTP", "QUERY_HTTP", "QUERY_GRPC", "HEALTH")
         }
         env = {f"JAEGER_{name}_PORT": str(port) for name, port in self.ports.items()}
+        config = JAEGER_CONFIG
+        if badger_dir is not None:
+            config = JAEGER_BADGER_CONFIG
+            env |= {
+                "JAEGER_BADGER_DIR": str(badger_dir),
+                "JAEGER_LISTEN_HOST": "127.0.0.1",
+                "JAEGER_METRICS_LEVEL": "none",  # its own metrics would take port 8888
+            }
+        self.badger_dir = badger_dir
         super().__init__(
-            [binary, f"--config={JAEGER_CONFIG}"], env, f"http://127.0.0.1:{self.ports['HEALTH']}/status"
+            [binary, f"--config={config}"], env, f"http://127.0.0.1:{self.ports['HEALTH']}/status", start
         )
 
     @property
@@ -167,7 +219,14 @@ class Jaeger(_Process):
 
 
 class Collector(_Process):
-    """The Collector distribution running the shipped collector-config.yaml on loopback ports."""
+    """The Collector distribution running the shipped collector-config.yaml on loopback ports.
+
+    Its persistent queues live in ``storage_dir`` (a temporary directory unless given; it outlives
+    ``kill()`` and ``start()``, and goes with ``stop()`` when it was made here); the app's metrics
+    are served on ``prometheus_endpoint`` (127.0.0.1); its own metrics (``own_metrics()``) on
+    ``own_metrics_port``. ``overrides`` are extra ``--config=yaml:...`` fragments merged over the
+    shipped config (e.g. a tiny queue).
+    """
 
     def __init__(
         self,
@@ -177,25 +236,75 @@ class Collector(_Process):
         api_key: str,
         grpc_port: int | None = None,
         http_port: int | None = None,
+        storage_dir: Path | None = None,
+        overrides: tuple[str, ...] = (),
+        start: bool = True,
     ) -> None:
         self.grpc_port, self.http_port = grpc_port or free_port(), http_port or free_port()
-        self.health_port = free_port()
+        self.health_port, self.own_metrics_port = free_port(), free_port()
+        self.prometheus_endpoint = f"127.0.0.1:{free_port()}"
+        self._storage_tmp = None
+        if storage_dir is None:
+            self._storage_tmp = tempfile.TemporaryDirectory(prefix="otel-portkey-otelcol-storage-")
+            storage_dir = Path(self._storage_tmp.name)
+        self.storage_dir = storage_dir
         env = {
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
             "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
-            "OTELCOL_METRICS_LEVEL": "none",
+            "OTELCOL_METRICS_LEVEL": "basic",
+            "OTELCOL_STORAGE_DIR": str(storage_dir),
+            "OTELCOL_PROMETHEUS_ENDPOINT": self.prometheus_endpoint,
             "JAEGER_OTLP_GRPC_ENDPOINT": jaeger_otlp_grpc,
             "PORTKEY_OTLP_ENDPOINT": portkey_endpoint,
             "PORTKEY_API_KEY": api_key,
         }
-        super().__init__(
-            [binary, f"--config={COLLECTOR_CONFIG}"], env, f"http://127.0.0.1:{self.health_port}/"
-        )
+        # The Collector's own metrics: on a free loopback port instead of its default localhost:8888.
+        reader = {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": self.own_metrics_port}}}}
+        own_metrics = f"yaml:service::telemetry::metrics::readers: {json.dumps([reader])}"  # JSON is YAML
+        command = [binary, f"--config={COLLECTOR_CONFIG}", f"--config={own_metrics}"]
+        command += [f"--config=yaml:{override}" for override in overrides]
+        try:
+            super().__init__(command, env, f"http://127.0.0.1:{self.health_port}/", start)
+        except Exception:
+            if self._storage_tmp is not None:
+                self._storage_tmp.cleanup()
+            raise
 
     @property
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def own_metrics(self) -> dict[str, float]:
+        """The Collector's own metrics now (Prometheus text from its telemetry endpoint), as
+        ``{'name{label="value",...}': value}``; see :func:`metric_sum`."""
+        url = f"http://127.0.0.1:{self.own_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                samples[series] = float(value)
+        return samples
+
+    def stop(self) -> None:
+        super().stop()
+        if self._storage_tmp is not None:
+            self._storage_tmp.cleanup()
+
+
+def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of the samples of metric ``name`` whose labels include ``labels`` (0 when none)."""
+    total = 0.0
+    for series, value in samples.items():
+        match = re.fullmatch(r"([^{]+)(?:\{(.*)\})?", series)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            total += value
+    return total
 
 
 def trace_id_hex(value: str) -> str:
@@ -225,3 +334,124 @@ def attribute(span: dict[str, Any], key: str) -> Any:
                 if kind in value:
                     return int(value[kind]) if kind == "intValue" else value[kind]
     return None
+
+
+# Prometheus (appended below the Go components; these imports stay with the code that uses them).
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus answered a query with an error (its ``errorType``/``error``)."""
+
+
+class Prometheus(_Process):
+    """Prometheus (Debian's package, 2.42) scraping ``targets`` every ``scrape_interval``, with its TSDB in
+    a temporary directory, exemplar storage on, and its API on a free 127.0.0.1 port (``port`` to choose
+    it, e.g. to scrape itself).
+
+    Prometheus 2.x asks every target for OpenMetrics first (``Accept: application/openmetrics-text;
+    version=1.0.0,...``: there is no ``scrape_protocols`` setting before 2.49), and exemplars are kept
+    only with ``--enable-feature=exemplar-storage``; the Collector's ``prometheus`` exporter then needs
+    ``enable_open_metrics: true`` to send them.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        targets: list[str],
+        rule_files: list[str | Path] | None = None,
+        scrape_interval: str = "1s",
+        job: str = "otel-portkey",
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = tempfile.TemporaryDirectory(prefix="otel-portkey-prometheus-")
+        self.config_path = Path(self._dir.name) / "prometheus.yml"
+        config = {  # JSON is YAML
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+            "rule_files": [str(Path(rule).resolve()) for rule in rule_files or []],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
+        }
+        self.config_path.write_text(json.dumps(config, indent=2))
+        command = [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={Path(self._dir.name) / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--enable-feature=exemplar-storage",
+        ]
+        try:
+            super().__init__(command, {}, f"{self.url}/-/ready")
+        except Exception:
+            self._dir.cleanup()
+            raise
+
+    def stop(self) -> None:
+        super().stop()
+        self._dir.cleanup()
+
+    def _api(self, path: str, **params: str) -> Any:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}" if params else f"{self.url}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:
+            try:
+                body = json.load(error)
+            except ValueError:
+                raise PrometheusError(f"{path}: HTTP {error.code}") from error
+        if body.get("status") != "success":
+            raise PrometheusError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """The instant vector ``promql`` evaluates to now (``GET /api/v1/query``): a list of
+        ``{"metric": {label: value}, "value": [timestamp, "value"]}``."""
+        data = self._api("/api/v1/query", query=promql)
+        if data["resultType"] != "vector":
+            raise PrometheusError(f"{promql!r} is a {data['resultType']}, not an instant vector")
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def wait_for(
+        self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """Query ``promql`` until ``predicate(result)`` holds; returns that result, or past ``timeout``
+        the last one (the caller's assertions then say what is missing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(promql)
+            if predicate(result) or time.monotonic() > deadline:
+                return result
+            time.sleep(0.25)
+
+    def exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The exemplars of the series ``promql`` selects between ``start`` and ``end`` (Unix seconds;
+        ``GET /api/v1/query_exemplars``): a list of ``{"seriesLabels": {...}, "exemplars":
+        [{"labels": {...}, "value": "...", "timestamp": ...}]}``."""
+        data: list[dict[str, Any]] = self._api(
+            "/api/v1/query_exemplars", query=promql, start=f"{start:.3f}", end=f"{end:.3f}"
+        )
+        return data
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The loaded rule groups with their rules' health, state and active alerts
+        (``GET /api/v1/rules``)."""
+        groups: list[dict[str, Any]] = self._api("/api/v1/rules")["groups"]
+        return groups
+
+
+def prometheus_binaries() -> dict[str, str]:
+    """The installed ``prometheus`` and ``promtool`` (PATH, then /usr/bin): {"PROMETHEUS": path,
+    "PROMTOOL": path}. Nothing is installed here: ``make components`` does that."""
+    paths: dict[str, str] = {}
+    for name in ("prometheus", "promtool"):
+        path = shutil.which(name) or shutil.which(name, path="/usr/bin")
+        if path is None:
+            raise ComponentUnavailable(
+                f"{name} is not installed: run `make components` (it installs Debian's prometheus package)"
+            )
+        paths[name.upper()] = path
+    return paths

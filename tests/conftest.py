@@ -193,3 +193,16 @@ def collector(go_binaries, jaeger, portkey_standin):
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> dict[str, str]:
+    """The installed Prometheus: {"PROMETHEUS": path, "PROMTOOL": path} (``make components`` installs
+    Debian's package)."""
+    from components import ComponentUnavailable, prometheus_binaries
+
+    try:
+        return prometheus_binaries()
+    except ComponentUnavailable as error:
+        skip_or_fail(str(error))
+        raise

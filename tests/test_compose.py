@@ -23,7 +23,7 @@ def test_every_image_is_pinned_to_a_version():
 
 def test_the_collector_runs_the_shipped_config_with_consistent_ports():
     collector = SERVICES["collector"]
-    (mount,) = collector["volumes"]
+    (mount,) = [m for m in collector["volumes"] if m.endswith(":ro")]
     source, target, _ = mount.split(":")
     assert (ROOT / "examples" / source).resolve() == ROOT / "collector-config.yaml"
     assert collector["command"] == [f"--config={target}"]
@@ -56,3 +56,60 @@ def test_published_ports_stay_on_the_host_loopback():
     for name, service in SERVICES.items():
         for mapping in service.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond loopback"
+
+
+def named_volumes(service):
+    """{mount point: volume} for the named volumes (not bind mounts) a service mounts."""
+    mounts = (m.split(":") for m in SERVICES[service].get("volumes", []))
+    return {target: source for source, target, *_ in mounts if not source.startswith(".")}
+
+
+def test_the_collector_keeps_its_queues_on_a_volume():
+    env = SERVICES["collector"]["environment"]
+    storage = env["OTELCOL_STORAGE_DIR"]
+    (volume,) = [v for target, v in named_volumes("collector").items() if storage.startswith(f"{target}/")]
+    assert volume in COMPOSE["volumes"]
+    extension = COLLECTOR["extensions"]["file_storage"]
+    assert extension["directory"] == "${env:OTELCOL_STORAGE_DIR:-/var/lib/otelcol/file_storage}"
+    assert extension["create_directory"] is True, "the volume is mounted above the directory"
+    for name in ("otlp_grpc/jaeger", "otlp_http/portkey"):
+        queue = COLLECTOR["exporters"][name]["sending_queue"]
+        assert queue["storage"] == "file_storage", f"{name}'s queue is not persistent"
+        assert queue["queue_size"] > 0
+
+
+def test_jaeger_runs_the_examples_badger_config_on_a_volume():
+    jaeger = SERVICES["jaeger"]
+    (mount,) = [m for m in jaeger["volumes"] if m.endswith(":ro")]
+    source, target, _ = mount.split(":")
+    assert (ROOT / "examples" / source).resolve() == ROOT / "examples" / "jaeger-config.yaml"
+    assert jaeger["command"] == [f"--config={target}"]
+    config = yaml.safe_load((ROOT / "examples" / "jaeger-config.yaml").read_text())
+    (backend,) = config["extensions"]["jaeger_storage"]["backends"].values()
+    assert backend["badger"]["ephemeral"] is False
+    assert "${env:JAEGER_BADGER_DIR" in backend["badger"]["directories"]["keys"]
+    badger_dir = jaeger["environment"]["JAEGER_BADGER_DIR"]
+    (volume,) = [v for target, v in named_volumes("jaeger").items() if badger_dir.startswith(f"{target}/")]
+    assert volume in COMPOSE["volumes"]
+    assert jaeger["environment"]["JAEGER_LISTEN_HOST"] == "0.0.0.0", "the Collector reaches it by name"
+
+
+def test_the_volumes_are_handed_to_the_user_the_images_run_as_before_they_start():
+    init = SERVICES["volume-permissions"]
+    for service in ("jaeger", "collector"):
+        assert SERVICES[service]["depends_on"]["volume-permissions"] == {
+            "condition": "service_completed_successfully"
+        }
+        for target, volume in named_volumes(service).items():
+            assert f"{volume}:{target}" in init["volumes"]
+            assert target in init["command"]
+
+
+def test_the_collector_publishes_the_apps_metrics_for_prometheus():
+    env = SERVICES["collector"]["environment"]
+    assert port_of(env["OTELCOL_PROMETHEUS_ENDPOINT"]) == 8889
+    assert "127.0.0.1:8889:8889" in SERVICES["collector"]["ports"]
+    exporter = COLLECTOR["exporters"]["prometheus"]
+    assert exporter["endpoint"] == "${env:OTELCOL_PROMETHEUS_ENDPOINT:-0.0.0.0:8889}"
+    assert exporter["enable_open_metrics"] is True
+    assert COLLECTOR["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]
