@@ -103,3 +103,28 @@ def test_the_first_values_are_kept_and_later_ones_are_other():
         "a",
         "b",
     ]
+
+
+def test_hostile_numbers_never_reach_a_counter_or_an_attribute():
+    from otel_portkey._contract.call import answer_attributes
+
+    huge = {
+        "x-portkey-retry-attempt-count": "9" * 30,
+        "x-portkey-last-used-option-index": "config.targets[²]",
+    }
+    attributes = answer_attributes(huge.get)
+    assert ATTR_RETRY_ATTEMPT_COUNT not in attributes, "an int64 overflow would break every OTLP export"
+    assert m.retry_count(attributes) == 0
+    assert m.is_fallback("²") is False
+    assert m.is_fallback(attributes[ATTR_LAST_USED_OPTION_INDEX]) is False
+
+
+@given(st.lists(st.tuples(st.text(max_size=3), st.text(max_size=3), st.integers(200, 205)), max_size=200))
+def test_distinct_attribute_sets_are_bounded_per_instrument(calls):
+    bound = m.AttributeBound(max_sets=7)
+    series = {
+        tuple(bound.bound({ATTR_PROVIDER: p, "gen_ai.request.model": model, m.ATTR_STATUS_CODE: s}).items())
+        for p, model, s in calls
+    }
+    assert bound.series <= 7
+    assert len(series) <= 7 + 1, "past the bound, every new set is the one all-_OTHER set"

@@ -270,3 +270,38 @@ def test_without_a_meter_provider_the_global_no_op_is_used(model, spans):
     with tracer.start_as_current_span("app"):
         assert httpx.post(chat_url(model), json=CHAT).status_code == 200
     assert len(spans.http()) == 1
+
+
+def test_an_exception_the_app_was_already_handling_is_not_the_calls_error(
+    model, spans, reader, meter_provider
+):
+    import httpx
+
+    bridge(model, meter_provider)
+    with tracer.start_as_current_span("app"):
+        try:
+            raise KeyError("the app's own")
+        except KeyError:
+            assert httpx.post(chat_url(model), json=CHAT).status_code == 200
+    (duration,) = points(reader, DURATION)
+    assert "error.type" not in duration.attributes
+
+
+def test_span_limits_do_not_change_the_metrics(model, reader, meter_provider):
+    """The answer is taken as read, not back from the span, which may keep none of it."""
+    import httpx
+    from opentelemetry.sdk.trace import SpanLimits
+
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=0))
+    PortkeyInstrumentor().instrument(
+        tracer_provider=provider,
+        gateway_urls=[f"http://127.0.0.1:{model.port}"],
+        meter_provider=meter_provider,
+    )
+    model.add_response_headers(ANSWER)
+    with provider.get_tracer("t").start_as_current_span("app"):
+        httpx.post(chat_url(model), json=CHAT)
+    (duration,) = points(reader, DURATION)
+    (retries,) = points(reader, RETRIES)
+    assert duration.attributes["portkey.provider"] == "openai"
+    assert retries.value == 2

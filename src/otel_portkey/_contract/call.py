@@ -310,10 +310,15 @@ _TEXT_ATTRIBUTES: Final = (
 
 
 def _as_int(value: str | None) -> int | None:
+    """A small decimal integer (a retry count), or None: anything else, including a number an OTLP
+    int64 cannot hold (which would make every export of the span or the counter fail), is ignored."""
     if value is None:
         return None
+    text = value.strip()
+    if not (text.isascii() and len(text) <= 6):
+        return None
     try:
-        return int(value.strip())
+        return int(text)
     except ValueError:
         return None
 

@@ -44,6 +44,7 @@ GATEWAY_EXCEPTION_ERROR: Final = "portkey.gateway_exception"
 OTHER: Final = "_OTHER"
 MAX_VALUE_CHARS: Final = 64
 MAX_DISTINCT_VALUES: Final = 100
+MAX_ATTRIBUTE_SETS: Final = 2000
 
 # Attributes whose values come from a request or an answer: bounded. ``portkey.fallback`` is a
 # bool the bridge derives, so it needs no bound.
@@ -57,7 +58,7 @@ BOUNDED: Final = (
     ATTR_MODEL,
 )
 
-_TARGET_INDEX = re.compile(r"\[\s*(\d+)\s*\]")
+_TARGET_INDEX = re.compile(r"\[\s*(\d+)\s*\]", re.ASCII)
 
 
 def is_fallback(option_index: object) -> bool:
@@ -70,13 +71,14 @@ def is_fallback(option_index: object) -> bool:
     if not isinstance(option_index, str):
         return False
     text = option_index.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdecimal():
         return int(text) > 0
     return any(int(index) > 0 for index in _TARGET_INDEX.findall(text))
 
 
 def retry_count(answer: Mapping[str, object]) -> int:
-    """The retries to add for one call: the gateway's count, or 0 when it is missing or negative."""
+    """The retries to add for one call: the gateway's count, or 0 when it is missing or negative
+    (``answer_attributes`` already ignores a count of more than six characters)."""
     count = answer.get(ATTR_RETRY_ATTEMPT_COUNT)
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
@@ -134,22 +136,30 @@ def call_attributes(
 class AttributeBound:
     """Bounds the values of :data:`BOUNDED` attributes: each is cut to ``max_chars`` characters,
     and once an attribute has had ``max_distinct`` distinct values, any value not among them
-    becomes ``_OTHER``. So one instrument's series are bounded however many models, providers or
-    hostile answers there are, and the bound's own memory is at most ``max_distinct`` values per
-    attribute (threads racing at the limit may each add one more). The first values seen are the
-    ones kept.
+    becomes ``_OTHER``. On top of that, once ``max_sets`` distinct attribute sets (series) have
+    been seen, a new set has every bounded value replaced by ``_OTHER``. So one instrument's series
+    stay bounded however many models, providers or hostile answers there are, and the bound's own
+    memory is at most ``max_distinct`` values per attribute and ``max_sets`` sets (threads racing at
+    a limit may each add one more). The first values seen are the ones kept.
     """
 
-    def __init__(self, max_chars: int = MAX_VALUE_CHARS, max_distinct: int = MAX_DISTINCT_VALUES) -> None:
+    def __init__(
+        self,
+        max_chars: int = MAX_VALUE_CHARS,
+        max_distinct: int = MAX_DISTINCT_VALUES,
+        max_sets: int = MAX_ATTRIBUTE_SETS,
+    ) -> None:
         self.max_chars = max_chars
         self.max_distinct = max_distinct
+        self.max_sets = max_sets
         self._seen: dict[str, set[str | int]] = {key: set() for key in BOUNDED}
+        self._sets: set[tuple[tuple[str, str | int | bool], ...]] = set()
 
     def bound(self, attributes: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
         """``attributes`` with every bounded value within the bound (changed in place, returned)."""
         for key, seen in self._seen.items():
             value = attributes.get(key)
-            if value is None or value in seen:
+            if value is None or (value in seen and type(value) is not bool):
                 continue
             if isinstance(value, bool) or not isinstance(value, (str, int)):
                 attributes[key] = OTHER
@@ -160,12 +170,25 @@ class AttributeBound:
                     attributes[key] = value
                     continue
             if len(seen) < self.max_distinct:
-                seen.add(value)  # one ``set.add``: threads racing at the limit may each add one
+                seen.add(value)  # one ``set.add``
             else:
                 value = OTHER
             attributes[key] = value
+        series = tuple(attributes.items())
+        if series not in self._sets:
+            if len(self._sets) < self.max_sets:
+                self._sets.add(series)
+            else:
+                for key in BOUNDED:
+                    if key in attributes:
+                        attributes[key] = OTHER
         return attributes
 
     def distinct(self, key: str) -> int:
         """How many distinct values of ``key`` are kept."""
         return len(self._seen.get(key, ()))
+
+    @property
+    def series(self) -> int:
+        """How many distinct attribute sets are kept."""
+        return len(self._sets)

@@ -75,7 +75,9 @@ class GatewayMetrics:
     def record(self, call: _Call, span: trace.Span, seconds: float) -> None:
         recording = span.is_recording()
         span_attributes: Mapping[str, Any] = (getattr(span, "attributes", None) or {}) if recording else {}
-        answer = span_attributes if recording else call.answer
+        # The answer as read (span limits may have cut what the span kept); a span's attributes
+        # only for a call whose answer the bridge never saw.
+        answer = call.answer if call.answered or not recording else span_attributes
         status = call.status
         if status is None:
             for key in _STATUS_ATTRIBUTES:
@@ -87,6 +89,8 @@ class GatewayMetrics:
         if not call.answered:  # no answer: the call raised, and its exception is being raised now
             recorded = span_attributes.get(ATTR_ERROR_TYPE)
             raised = sys.exc_info()[1]
+            if raised is call.handling:  # the app was already handling it when the call began
+                raised = None
             if isinstance(recorded, str):
                 exception = recorded
             elif raised is not None:
@@ -111,6 +115,7 @@ class _Call:
         "_span",
         "answer",
         "answered",
+        "handling",
         "model",
         "operation",
         "server",
@@ -127,6 +132,7 @@ class _Call:
         caller: tuple[Any, Any],
     ) -> None:
         self.started = time.perf_counter()
+        self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
         self._metrics: GatewayMetrics | None = gateway_metrics
         self._span: trace.Span | None = span
         self._end: Callable[..., None] | None = end
