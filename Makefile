@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install components demo test lint typecheck unit bench clean
+.PHONY: install components demo test lint typecheck unit bench bench-pipeline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ $(BENCH_VENV)/.installed-stamp: pyproject.toml constraints.txt
 
 bench: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python benchmarks/run.py
+
+# The Collector pipeline (BENCHMARKS.md, "The Collector pipeline"): spans/s, CPU and queue disk use
+# through the single durable Collector and the scale-out tier; about 3 minutes.
+bench-pipeline: components
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OLDEST_VENV) .venv-peers .nox .pytest_cache .mypy_cache .ruff_cache
