@@ -128,3 +128,39 @@ def test_distinct_attribute_sets_are_bounded_per_instrument(calls):
     }
     assert bound.series <= 7
     assert len(series) <= 7 + 1, "past the bound, every new set is the one all-_OTHER set"
+
+
+def test_a_target_past_the_first_is_a_fallback_only_under_a_fallback_strategy():
+    def config(mode, inner=None):
+        targets = [{"provider": "openai"}, inner or {"provider": "openai"}]
+        return {"strategy": {"mode": mode}, "targets": targets}
+
+    assert m.is_fallback("config.targets[1]", config("fallback"))
+    assert not m.is_fallback("config.targets[1]", config("loadbalance"))
+    assert not m.is_fallback("config.targets[1]", config("conditional"))
+    assert m.is_fallback("config.targets[1]", {"targets": []}), "no strategy known: the index decides"
+    nested = config("loadbalance", config("fallback"))
+    assert m.is_fallback("config.targets[1].targets[1]", nested), "a fallback inside a load balance"
+    assert not m.is_fallback("config.targets[1].targets[0]", nested)
+    balanced_first = {"strategy": {"mode": "fallback"}, "targets": [config("loadbalance"), {"provider": "x"}]}
+    assert not m.is_fallback("config.targets[0].targets[1]", balanced_first), "the first target's pick"
+    assert not m.is_fallback("1", config("loadbalance"))
+    assert m.is_fallback("1", config("fallback"))
+
+
+def test_only_an_inline_json_object_is_a_routing_config():
+    assert m.routing_config('{"strategy": {"mode": "fallback"}}') == {"strategy": {"mode": "fallback"}}
+    for text in (None, "", "pc-saved-config-id", "[1]", "{not json", "{" * 100_000):
+        assert m.routing_config(text) is None, text[:10] if text else text
+
+
+@given(
+    st.text(max_size=200),
+    st.recursive(
+        st.none() | st.text(max_size=5) | st.integers(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(max_size=8), c),
+        max_leaves=20,
+    ),
+)
+def test_is_fallback_never_raises_whatever_the_config(index, config):
+    assert m.is_fallback(index, config) in (True, False)

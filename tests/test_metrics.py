@@ -305,3 +305,70 @@ def test_span_limits_do_not_change_the_metrics(model, reader, meter_provider):
     (retries,) = points(reader, RETRIES)
     assert duration.attributes["portkey.provider"] == "openai"
     assert retries.value == 2
+
+
+def test_a_call_seen_by_the_propagator_alone_is_counted_without_an_error(
+    model, spans, reader, meter_provider
+):
+    """requests instrumented before the bridge: no response hook of ours, so the point has the
+    status the span recorded, and no answer means no error here."""
+    import requests
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    RequestsInstrumentor().instrument()
+    try:
+        bridge(model, meter_provider)
+        with tracer.start_as_current_span("app"):
+            requests.post(chat_url(model), json=CHAT, timeout=30)
+    finally:
+        RequestsInstrumentor().uninstrument()
+    (duration,) = points(reader, DURATION)
+    assert duration.count == 1
+    assert "error.type" not in duration.attributes
+    assert duration.attributes["http.response.status_code"] == 200
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_aiohttp_raise_for_status_still_gives_the_gateways_answer(
+    model, spans, sampled, reader, meter_provider
+):
+    import asyncio
+
+    import aiohttp
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    provider = TracerProvider(sampler=None if sampled else ALWAYS_OFF)
+    bridge(model, meter_provider, tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    model.add_response_headers(ANSWER)
+    model.fail_next(1, status=429)
+
+    async def run() -> None:
+        async with aiohttp.ClientSession(raise_for_status=True) as session:
+            await session.post(chat_url(model), json=CHAT)
+
+    with provider.get_tracer("t").start_as_current_span("app"), pytest.raises(aiohttp.ClientResponseError):
+        asyncio.run(run())
+    (duration,) = points(reader, DURATION)
+    assert duration.attributes["http.response.status_code"] == 429
+    assert duration.attributes["error.type"] == "429"
+    assert duration.attributes["portkey.provider"] == "openai"
+    (retries,) = points(reader, RETRIES)
+    assert retries.value == 2
+
+
+@pytest.mark.parametrize(("mode", "fallback"), [("fallback", True), ("loadbalance", False)])
+def test_the_second_target_is_a_fallback_only_under_a_fallback_config(
+    model, spans, mode, fallback, reader, meter_provider
+):
+    import json
+
+    import httpx
+
+    bridge(model, meter_provider)
+    model.add_response_headers(ANSWER)  # the gateway answers config.targets[1]
+    config = {"strategy": {"mode": mode}, "targets": [{"provider": "openai"}, {"provider": "openai"}]}
+    with tracer.start_as_current_span("app"):
+        httpx.post(chat_url(model), json=CHAT, headers={"x-portkey-config": json.dumps(config)})
+    (duration,) = points(reader, DURATION)
+    assert duration.attributes["portkey.fallback"] is fallback

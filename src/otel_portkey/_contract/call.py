@@ -28,6 +28,7 @@ PARENT_SPAN_ID: Final = "x-portkey-parent-span-id"
 SPAN_ID: Final = "x-portkey-span-id"
 SPAN_NAME: Final = "x-portkey-span-name"
 METADATA: Final = "x-portkey-metadata"
+CONFIG: Final = "x-portkey-config"  # read (never written): a call's routing strategy, for its metrics
 
 # Response headers the bridge reads.
 CACHE_STATUS: Final = "x-portkey-cache-status"

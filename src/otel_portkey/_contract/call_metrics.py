@@ -11,6 +11,8 @@ in length and in distinct values, replacing the rest by ``_OTHER``.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -61,19 +63,49 @@ BOUNDED: Final = (
 _TARGET_INDEX = re.compile(r"\[\s*(\d+)\s*\]", re.ASCII)
 
 
-def is_fallback(option_index: object) -> bool:
-    """Whether the gateway's ``x-portkey-last-used-option-index`` names a target other than the
-    first: the OSS gateway answers paths such as ``config`` (no targets), ``config.targets[0]`` or
-    ``config.targets[1]`` (nested: ``config.targets[0].targets[1]``); a bare number is an index.
-    Anything else is not a fallback."""
+def is_fallback(option_index: object, config: object = None) -> bool:
+    """Whether the gateway's ``x-portkey-last-used-option-index`` names a fallback: a target other
+    than the first of a ``fallback`` strategy. The OSS gateway answers paths such as ``config`` (no
+    targets), ``config.targets[0]`` or ``config.targets[1]`` (nested: ``config.targets[0].targets[1]``);
+    a bare number is an index. It writes the same paths for a ``loadbalance`` or ``conditional``
+    strategy's pick, which is no fallback: when the call's own config (``x-portkey-config`` as JSON,
+    parsed by :func:`routing_config`) says which strategy each level has, only an index past the
+    first under ``fallback`` counts. Without it (a saved config's id), any index past the first does.
+    """
     if isinstance(option_index, int) and not isinstance(option_index, bool):
-        return option_index > 0
+        return option_index > 0 and _strategy(config) in (None, "fallback")
     if not isinstance(option_index, str):
         return False
     text = option_index.strip()
     if text.isascii() and text.isdecimal():
-        return int(text) > 0
-    return any(int(index) > 0 for index in _TARGET_INDEX.findall(text))
+        return int(text) > 0 and _strategy(config) in (None, "fallback")
+    node = config
+    for index in (int(found) for found in _TARGET_INDEX.findall(text)):
+        if index > 0 and _strategy(node) in (None, "fallback"):
+            return True
+        targets = node.get("targets") if isinstance(node, dict) else None
+        node = targets[index] if isinstance(targets, list) and index < len(targets) else None
+    return False
+
+
+def _strategy(node: object) -> str | None:
+    """The strategy mode of one level of a routing config; None when unknown."""
+    strategy = node.get("strategy") if isinstance(node, dict) else None
+    mode = strategy.get("mode") if isinstance(strategy, dict) else None
+    return mode.strip().lower() if isinstance(mode, str) else None
+
+
+@functools.lru_cache(maxsize=64)
+def routing_config(text: str | None) -> dict[str, object] | None:
+    """A call's ``x-portkey-config`` when it is an inline JSON object (an app sends the same few
+    again and again, so the parse is kept); None for a saved config's id or anything else."""
+    if not text or not text.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def retry_count(answer: Mapping[str, object]) -> int:
@@ -103,6 +135,7 @@ def call_attributes(
     server_address: str | None,
     operation: object = None,
     model: object = None,
+    config: object = None,
 ) -> dict[str, str | int | bool]:
     """The attributes of one call's data point (unbounded: pass them through :class:`AttributeBound`).
 
@@ -110,10 +143,10 @@ def call_attributes(
     only the provider, the cache status and the option index are taken from it, never its trace
     id, metadata or anything that identifies a user or a request. ``operation`` and ``model`` are
     the calling GenAI span's ``gen_ai.operation.name`` / ``gen_ai.request.model`` (non-text is
-    ignored).
+    ignored); ``config`` the call's routing config, if known (see :func:`is_fallback`).
     """
     attributes: dict[str, str | int | bool] = {
-        ATTR_FALLBACK: is_fallback(answer.get(ATTR_LAST_USED_OPTION_INDEX)),
+        ATTR_FALLBACK: is_fallback(answer.get(ATTR_LAST_USED_OPTION_INDEX), config),
     }
     for key in (ATTR_PROVIDER, ATTR_CACHE_STATUS):
         value = answer.get(key)

@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from .._contract.call import (
     ATTR_GATEWAY_EXCEPTION,
     ATTR_SPAN_ID,
+    CONFIG,
     CONTENT_TYPE,
     CallPolicy,
     MetadataItems,
@@ -133,9 +134,10 @@ class Bridge:
             request_decision.set(Decision(headers, context.span_id, bound, BAGGAGE_NAME in names))
             if bound and context.is_valid:
                 caller = caller_of(span)
-                self._carry_out(span, headers, default_setter, url, method, has_portkey, caller)
+                present = self._carry_out(span, headers, default_setter, url, method, has_portkey, caller)
                 if self._metrics is not None:
-                    self._metrics.start(span, url, caller[1:] if caller is not None else (None, None))
+                    genai = caller[1:] if caller is not None else (None, None)
+                    self._metrics.start(span, url, genai, present.get(CONFIG))
             return bound
         except Exception as error:
             report_once("adding Portkey headers", error)
@@ -148,7 +150,11 @@ class Bridge:
                 return
             attributes = getattr(span, "attributes", None) or {}
             method = attributes.get("http.request.method") or attributes.get("http.method") or "POST"
-            self._carry_out(span, carrier, setter, span_url(span), str(method), True, caller_of(span))
+            url, caller = span_url(span), caller_of(span)
+            present = self._carry_out(span, carrier, setter, url, str(method), True, caller)
+            if self._metrics is not None:  # no response hook: the span's attributes are its answer
+                genai = caller[1:] if caller is not None else (None, None)
+                self._metrics.start(span, url, genai, present.get(CONFIG), hooked=False)
         except Exception as error:
             report_once("adding Portkey headers", error)
 
@@ -161,7 +167,9 @@ class Bridge:
         method: str,
         has_portkey: bool,
         caller: Caller | None,
-    ) -> None:
+    ) -> dict[str, str]:
+        """Plans the request and carries the plan out; returns the request's own ``x-portkey-*``
+        entries (lowercase names)."""
         present, spelled = portkey_entries(headers) if has_portkey else ({}, {})
         context = span.get_span_context()
         facts = RequestFacts(
@@ -190,6 +198,7 @@ class Bridge:
             portkey_trace_ids.remember(plan.trace_id, plan.portkey_trace_id)
         if span.is_recording():
             span.set_attributes(plan.attributes)
+        return present
 
     def _resource_metadata(self, span: Span) -> MetadataItems:
         resource = getattr(span, "resource", None) or self._resource

@@ -24,7 +24,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
@@ -167,8 +167,26 @@ def _second(_first: Any, response: Any) -> Any:
     return response
 
 
+class _ErrorAnswer(NamedTuple):
+    """The answer an HTTP error exception carries (aiohttp's ``ClientResponseError`` under
+    ``raise_for_status``): its status and headers, its body already gone."""
+
+    status: int
+    headers: Any
+    closed: bool = True
+
+
 def _aiohttp_response(params: Any) -> Any:
-    return getattr(params, "response", None)  # TraceRequestEndParams; a failed request has none
+    """The response of ``TraceRequestEndParams``; for ``TraceRequestExceptionParams``, the answer
+    an HTTP error carries (``raise_for_status``), else None (no answer: the request failed)."""
+    response = getattr(params, "response", None)
+    if response is not None:
+        return response
+    error = getattr(params, "exception", None)
+    status, headers = getattr(error, "status", None), getattr(error, "headers", None)
+    if isinstance(status, int) and not isinstance(status, bool) and headers is not None:
+        return _ErrorAnswer(status, headers)
+    return None
 
 
 def _requests_request(request: Any) -> tuple[Any, str, str]:

@@ -32,6 +32,7 @@ from .._contract.call_metrics import (
     AttributeBound,
     call_attributes,
     retry_count,
+    routing_config,
 )
 from .diagnostics import report_once
 
@@ -61,14 +62,23 @@ class GatewayMetrics:
         )
         self.bound = AttributeBound()
 
-    def start(self, span: trace.Span, url: str, caller: tuple[Any, Any]) -> None:
+    def start(
+        self,
+        span: trace.Span,
+        url: str,
+        caller: tuple[Any, Any],
+        config: str | None = None,
+        hooked: bool = True,
+    ) -> None:
         """Record a point when ``span`` (a Portkey-bound call's CLIENT span) ends. ``caller`` is the
-        calling GenAI span's operation name and model (None when unknown)."""
+        calling GenAI span's operation name and model (None when unknown), ``config`` the request's
+        ``x-portkey-config``; ``hooked``: the client's response hook will hand over the answer (a
+        call seen by the propagator alone has none, and no answer then means no error)."""
         try:
             end = span.end
             if isinstance(end, _Call):  # the same span started twice: keep the first
                 return
-            span.end = _Call(self, span, end, url, caller)  # type: ignore[method-assign]
+            span.end = _Call(self, span, end, url, caller, config, hooked)  # type: ignore[method-assign]
         except (AttributeError, TypeError):  # a span that takes no attribute: not counted
             pass
 
@@ -95,10 +105,18 @@ class GatewayMetrics:
                 exception = recorded
             elif raised is not None:
                 exception = type(raised).__qualname__
-            elif status is None:
+            elif status is None and call.hooked:  # (no hook: no answer was ever to be seen)
                 exception = OTHER
         attributes = self.bound.bound(
-            call_attributes(answer, status, exception, call.server, call.operation, call.model)
+            call_attributes(
+                answer,
+                status,
+                exception,
+                call.server,
+                call.operation,
+                call.model,
+                routing_config(call.config),
+            )
         )
         context = trace.set_span_in_context(span)
         self._duration.record(seconds, attributes, context=context)
@@ -110,12 +128,14 @@ class _Call:
     call's point and ends the span (once). Holds the answer for spans that record none."""
 
     __slots__ = (
-        "_end",
+        "_ending",
         "_metrics",
         "_span",
         "answer",
         "answered",
+        "config",
         "handling",
+        "hooked",
         "model",
         "operation",
         "server",
@@ -130,12 +150,18 @@ class _Call:
         end: Callable[..., None],
         url: str,
         caller: tuple[Any, Any],
+        config: str | None = None,
+        hooked: bool = True,
     ) -> None:
         self.started = time.perf_counter()
         self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
         self._metrics: GatewayMetrics | None = gateway_metrics
         self._span: trace.Span | None = span
-        self._end: Callable[..., None] | None = end
+        # The span's own ``end``, taken out once by whichever thread ends the span first
+        # (``list.pop`` is atomic): the point is recorded once, the span ended once.
+        self._ending: list[Callable[..., None]] = [end]
+        self.config = config
+        self.hooked = hooked
         self.server = _host(url)
         self.operation, self.model = caller
         self.answer: Mapping[str, object] = {}
@@ -149,10 +175,15 @@ class _Call:
             self.status = status
 
     def __call__(self, end_time: int | None = None) -> None:
-        end, span, gateway_metrics = self._end, self._span, self._metrics
-        if end is None or span is None or gateway_metrics is None:
+        try:
+            end = self._ending.pop()
+        except IndexError:  # ended already
             return
-        self._end = self._span = self._metrics = None  # once; and no cycle through the span stays
+        span, gateway_metrics = self._span, self._metrics
+        self._span = self._metrics = None  # no cycle through the span stays
+        if span is None or gateway_metrics is None:
+            end(end_time)
+            return
         try:
             if getattr(span, "__dict__", {}).get("end") is self:
                 del span.end
