@@ -122,12 +122,18 @@ def test_hostile_numbers_never_reach_a_counter_or_an_attribute():
 @given(st.lists(st.tuples(st.text(max_size=3), st.text(max_size=3), st.integers(200, 205)), max_size=200))
 def test_distinct_attribute_sets_are_bounded_per_instrument(calls):
     bound = m.AttributeBound(max_sets=7)
-    series = {
-        tuple(bound.bound({ATTR_PROVIDER: p, "gen_ai.request.model": model, m.ATTR_STATUS_CODE: s}).items())
-        for p, model, s in calls
-    }
-    assert bound.series <= 7
-    assert len(series) <= 7 + 1, "past the bound, every new set is the one all-_OTHER set"
+    seen: list[tuple[object, ...]] = []
+    for p, model, s in calls:
+        attributes, new = bound.bound_series(
+            {ATTR_PROVIDER: p, "gen_ai.request.model": model, m.ATTR_STATUS_CODE: s}
+        )
+        series = tuple(attributes.items())
+        assert new == (series not in seen), "new exactly when the set was not seen before"
+        seen.append(series)
+    distinct = list(dict.fromkeys(seen))
+    assert len(distinct) <= 7 + 1, "past the bound, every new set is the one all-_OTHER set"
+    assert all(set(dict(series).values()) == {m.OTHER} for series in distinct[7:])
+    assert bound.series == len(distinct)
 
 
 def test_a_target_past_the_first_is_a_fallback_only_under_a_fallback_strategy():

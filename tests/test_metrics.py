@@ -372,3 +372,30 @@ def test_the_second_target_is_a_fallback_only_under_a_fallback_config(
         httpx.post(chat_url(model), json=CHAT, headers={"x-portkey-config": json.dumps(config)})
     (duration,) = points(reader, DURATION)
     assert duration.attributes["portkey.fallback"] is fallback
+
+
+def test_without_a_meter_provider_the_bridge_does_no_metrics_work(model, spans):
+    """The global provider is the API's proxy with nothing behind it: no ``_Call`` stands in for any
+    span's end (what the points would cost is spent only once a provider is set)."""
+    import httpx
+    from opentelemetry import metrics
+
+    from otel_portkey._otel import metrics as bridge_metrics
+
+    if not isinstance(metrics.get_meter_provider(), metrics._internal._ProxyMeterProvider):
+        pytest.skip("a global MeterProvider was set in this process")
+    started: list[object] = []
+
+    def counting(*args: object) -> None:
+        started.append(args)
+
+    PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
+    original = bridge_metrics._Call.__init__
+    try:
+        bridge_metrics._Call.__init__ = lambda self, *a: (counting(*a), original(self, *a))[1]  # type: ignore[method-assign]
+        with tracer.start_as_current_span("app"):
+            assert httpx.post(chat_url(model), json=CHAT).status_code == 200
+    finally:
+        bridge_metrics._Call.__init__ = original  # type: ignore[method-assign]
+    assert started == []
+    assert len(spans.http()) == 1

@@ -70,3 +70,18 @@ def test_baggage_is_read_alike_with_and_without_its_layout(monkeypatch):
         assert context_metadata(trust=trust) == fast == (("team", "search"),)
     finally:
         context.detach(token)
+
+
+def test_a_proxy_instrument_says_when_no_meter_provider_is_behind_it():
+    from opentelemetry.metrics._internal import _ProxyMeter
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from otel_portkey._otel.sdk_internals import waiting_for_provider
+
+    proxy = _ProxyMeter("probe")
+    histogram = proxy.create_histogram("h")
+    assert waiting_for_provider(histogram), "the API's layout changed: update sdk_internals"
+    proxy.on_set_meter_provider(MeterProvider())
+    assert not waiting_for_provider(histogram), "a provider is behind it now"
+    assert not waiting_for_provider(MeterProvider().get_meter("m").create_histogram("h"))
+    assert not waiting_for_provider(object()), "unknown layout: do the work"

@@ -190,6 +190,13 @@ class AttributeBound:
 
     def bound(self, attributes: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
         """``attributes`` with every bounded value within the bound (changed in place, returned)."""
+        return self.bound_series(attributes)[0]
+
+    def bound_series(
+        self, attributes: dict[str, str | int | bool]
+    ) -> tuple[dict[str, str | int | bool], bool]:
+        """:meth:`bound`, and whether the resulting attribute set is one not seen before (a new
+        series, the all-``_OTHER`` set included the first time)."""
         for key, seen in self._seen.items():
             value = attributes.get(key)
             if value is None or (value in seen and type(value) is not bool):
@@ -208,14 +215,17 @@ class AttributeBound:
                 value = OTHER
             attributes[key] = value
         series = tuple(attributes.items())
-        if series not in self._sets:
-            if len(self._sets) < self.max_sets:
-                self._sets.add(series)
-            else:
-                for key in BOUNDED:
-                    if key in attributes:
-                        attributes[key] = OTHER
-        return attributes
+        if series in self._sets:
+            return attributes, False
+        if len(self._sets) >= self.max_sets:
+            for key in BOUNDED:
+                if key in attributes:
+                    attributes[key] = OTHER
+            series = tuple(attributes.items())
+            if series in self._sets:
+                return attributes, False
+        self._sets.add(series)  # at most one all-_OTHER set per shape past the bound
+        return attributes, True
 
     def distinct(self, key: str) -> int:
         """How many distinct values of ``key`` are kept."""

@@ -15,6 +15,7 @@ Nothing here raises into the application.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from .._contract.call_metrics import (
     routing_config,
 )
 from .diagnostics import report_once
+from .sdk_internals import waiting_for_provider
 
 _STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
 
@@ -75,6 +77,8 @@ class GatewayMetrics:
         ``x-portkey-config``; ``hooked``: the client's response hook will hand over the answer (a
         call seen by the propagator alone has none, and no answer then means no error)."""
         try:
+            if waiting_for_provider(self._duration):  # no MeterProvider yet: the point would be dropped
+                return
             end = span.end
             if isinstance(end, _Call):  # the same span started twice: keep the first
                 return
@@ -107,7 +111,7 @@ class GatewayMetrics:
                 exception = type(raised).__qualname__
             elif status is None and call.hooked:  # (no hook: no answer was ever to be seen)
                 exception = OTHER
-        attributes = self.bound.bound(
+        attributes, new_series = self.bound.bound_series(
             call_attributes(
                 answer,
                 status,
@@ -120,7 +124,9 @@ class GatewayMetrics:
         )
         context = trace.set_span_in_context(span)
         self._duration.record(seconds, attributes, context=context)
-        self._retries.add(retry_count(answer), attributes, context=context)
+        retries = retry_count(answer)
+        if retries or new_series:  # a series starts at 0 (so the first retries count in rate()); no
+            self._retries.add(retries, attributes, context=context)  # other 0 is worth its 10 µs
 
 
 class _Call:
@@ -199,6 +205,7 @@ def call_of(span: object) -> _Call | None:
     return end if isinstance(end, _Call) else None
 
 
+@functools.lru_cache(maxsize=256)
 def _host(url: str) -> str | None:
     try:
         return urlsplit(url).hostname

@@ -9,6 +9,10 @@ pinned version changes either, and runs each fallback). Nothing here is ever wri
 * ``opentelemetry.baggage._BAGGAGE_KEY``: the context key under which the API keeps baggage as a
   plain dict; reading it skips the read-only proxy ``baggage.get_all`` builds on every span start.
   Fallback: ``baggage.get_all``.
+* ``_real_instrument`` of the API's proxy instruments (what ``metrics.get_meter`` gives before a
+  ``MeterProvider`` is set): None while no provider is there, so the bridge's metrics skip all their
+  work until one is (an app that exports no metrics pays nothing for them). Fallback: the work is
+  done, and the proxy drops it.
 """
 
 from __future__ import annotations
@@ -64,3 +68,9 @@ def baggage_entries(ctx: Context | None = None) -> Mapping[str, object]:
         entries = get_value(BAGGAGE_KEY, ctx)
         return entries if isinstance(entries, Mapping) else {}
     return baggage.get_all(ctx)
+
+
+def waiting_for_provider(instrument: object) -> bool:
+    """Whether ``instrument`` is the API's proxy with no ``MeterProvider`` behind it yet (whatever it
+    records is dropped); False when that cannot be told."""
+    return getattr(instrument, "_real_instrument", False) is None
