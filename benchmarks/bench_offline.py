@@ -118,8 +118,11 @@ def _configs(flavour: str) -> dict[str, Config]:
     }
 
 
-def _run(flavour: str, mode: str, count: int) -> Callable[[str], tuple[float, float]]:
-    """Calls in the configuration ``name``; "..., metadata" runs them inside ``portkey_metadata``."""
+def _run(
+    flavour: str, mode: str, count: int, caller: dict[str, str] | None = None
+) -> Callable[[str], tuple[float, float]]:
+    """Calls in the configuration ``name``, each inside a ``chat gpt-4o`` span (with ``caller``'s
+    attributes, as a GenAI instrumentation's); "..., metadata" runs them inside ``portkey_metadata``."""
     tracer = trace.get_tracer("bench")
     headers = {"x-portkey-provider": "openai", "authorization": "Bearer sk-bench"}
 
@@ -127,7 +130,7 @@ def _run(flavour: str, mode: str, count: int) -> Callable[[str], tuple[float, fl
         with _client(flavour, "sync") as client:
 
             def one() -> None:
-                with tracer.start_as_current_span("chat gpt-4o"):
+                with tracer.start_as_current_span("chat gpt-4o", attributes=caller):
                     client.post(URL, json=BODY, headers=headers).read()
 
             one()
@@ -140,7 +143,7 @@ def _run(flavour: str, mode: str, count: int) -> Callable[[str], tuple[float, fl
                 with quiet_gc():
                     cpu, wall = time.thread_time(), time.perf_counter()
                     for _ in range(count):
-                        with tracer.start_as_current_span("chat gpt-4o"):
+                        with tracer.start_as_current_span("chat gpt-4o", attributes=caller):
                             await (await client.post(URL, json=BODY, headers=headers)).aread()
                     return (time.thread_time() - cpu) / count, (time.perf_counter() - wall) / count
 

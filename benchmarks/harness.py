@@ -75,12 +75,13 @@ def instrumented(instrumentor: Any, **hooks: Any) -> Config:
     return setup
 
 
-def bridged(instrumentor: Any, gateway: str) -> Config:
-    """The bridge, then the client instrumentation, in the order ``opentelemetry-instrument`` makes
-    them: the instrumentation then carries the bridge's hooks (one made before it gets none)."""
+def bridged(instrumentor: Any, gateway: str, **bridge: Any) -> Config:
+    """The bridge (with ``bridge``'s arguments to ``instrument``), then the client instrumentation,
+    in the order ``opentelemetry-instrument`` makes them: the instrumentation then carries the
+    bridge's hooks (one made before it gets none)."""
 
     def setup() -> Callable[[], None]:
-        PortkeyInstrumentor().instrument(gateway_urls=[gateway])
+        PortkeyInstrumentor().instrument(gateway_urls=[gateway], **bridge)
         instrumentor().instrument()
 
         def teardown() -> None:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_calls
 import bench_clients
 import bench_memory
+import bench_metrics
 import bench_offline
 import bench_peers
 import bench_processor
@@ -116,6 +117,27 @@ def main() -> int:
     print(report)
     growth = max(memory.values())
     verdicts.append(("memory growth < 1 MB over 100k calls", f"worst {growth / 1e6:.3f} MB", growth < 1e6))
+    report, metrics = bench_metrics.bench(smoke=smoke)
+    print(report)
+    verdicts.append(
+        (
+            "metrics add ≤ 3 µs CPU per call (SDK MeterProvider, exemplars trace_based; the hooks path)",
+            f"{metrics['hooks'] * 1e6:.1f} µs on the hooks ({metrics['hooks, retried calls'] * 1e6:.1f} µs "
+            f"for retried calls), {metrics['whole call, worst'] * 1e6:.1f} µs worst whole call; "
+            f"no MeterProvider: {metrics['hooks, no MeterProvider'] * 1e6:.1f} µs",
+            metrics["hooks"] <= 3e-6,
+        )
+    )
+    flat = metrics["memory growth after the first checkpoint"]
+    points = max(metrics["duration points"], metrics["retries points"])
+    verdicts.append(
+        (
+            "metrics memory flat over 100k calls naming 10k models (< 100 KiB after the first 10k), "
+            "≤ 101 points per instrument",
+            f"{flat / 1024:+.1f} KiB from 10k to 100k calls, {points:.0f} points",
+            flat < 100 * 1024 and points <= 101,
+        )
+    )
     report, startup = bench_startup.bench(runs=1 if smoke else 7, others=not smoke)
     print(report)
     verdicts.append(

@@ -27,6 +27,10 @@ def test_benchmarks_run_in_smoke_mode():
         "### The seam per client",
         "### Span processor",
         "### Memory over many calls",
+        "### Metrics per call",
+        "### Metrics on the bridge's hooks",
+        "### Where the metrics' time goes",
+        "### Metrics memory over",
         "### Start-up",
         "### Targets",
     ):
