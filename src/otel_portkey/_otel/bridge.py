@@ -227,10 +227,10 @@ class Bridge:
         the span open (and the call's point waiting) until one of the stream's closers runs. Never
         raises."""
         try:
-            if not _bridged_call(span):
+            call = call_of(span)  # the metrics' stand-in for its end: the bridge's call for sure
+            if call is None and not _bridged_call(span):
                 return
             recording = span.is_recording()
-            call = call_of(span)
             if not recording and call is None:
                 return
             headers, stream = answer_of(response)
