@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from .._contract.call import ATTR_CACHE_STATUS, ATTR_PROVIDER
 from .._contract.call_metrics import ATTR_FALLBACK, METRIC_REQUEST_DURATION, METRIC_RETRIES
 from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
-from .._peers.otlp_receiver import _attributes
+from .._peers.otlp_receiver import _attributes, answer, relay
 
 METRICS_PATH = "/v1/metrics"
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -73,37 +72,29 @@ def decode_points(payload: bytes, names: Iterable[str] | None = None) -> list[Re
                 if wanted is not None and metric.name not in wanted:
                     continue
                 kind = metric.WhichOneof("data")
-                if kind == "histogram":
-                    delta = metric.histogram.aggregation_temporality == DELTA
-                    for point in metric.histogram.data_points:
-                        points.append(
-                            ReceivedPoint(
-                                metric.name,
-                                _attributes(point.attributes),
-                                resource,
-                                point.start_time_unix_nano,
-                                point.time_unix_nano,
-                                delta,
-                                float(point.count),
-                                tuple(point.explicit_bounds),
-                                tuple(point.bucket_counts),
-                            )
+                if kind not in ("histogram", "sum"):
+                    continue
+                data = getattr(metric, kind)
+                delta = data.aggregation_temporality == DELTA
+                for point in data.data_points:
+                    if kind == "histogram":
+                        value, bounds, counts = float(point.count), point.explicit_bounds, point.bucket_counts
+                    else:
+                        number = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+                        value, bounds, counts = float(number), (), ()
+                    points.append(
+                        ReceivedPoint(
+                            metric.name,
+                            _attributes(point.attributes),
+                            resource,
+                            point.start_time_unix_nano,
+                            point.time_unix_nano,
+                            delta,
+                            value,
+                            tuple(bounds),
+                            tuple(counts),
                         )
-                elif kind == "sum":
-                    delta = metric.sum.aggregation_temporality == DELTA
-                    for point in metric.sum.data_points:
-                        value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
-                        points.append(
-                            ReceivedPoint(
-                                metric.name,
-                                _attributes(point.attributes),
-                                resource,
-                                point.start_time_unix_nano,
-                                point.time_unix_nano,
-                                delta,
-                                float(value),
-                            )
-                        )
+                    )
     return points
 
 
@@ -140,26 +131,12 @@ class OtlpMetricsReceiver(LoopbackService):
                         receiver._points += points
                     if receiver.forward_to:
                         receiver._forward(body)
-                data = ExportMetricsServiceResponse().SerializeToString() if status == 200 else b""
-                self.send_response(status)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer(self, status, ExportMetricsServiceResponse().SerializeToString())
 
         self._server = LoopbackServer(Handler)
 
     def _forward(self, payload: bytes) -> None:
-        request = urllib.request.Request(
-            f"{self.forward_to}{METRICS_PATH}",
-            data=payload,
-            headers={"content-type": "application/x-protobuf"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                pass
-        except OSError:
+        if not relay(f"{self.forward_to}{METRICS_PATH}", payload):
             with self._lock:
                 self.forward_failures += 1
 

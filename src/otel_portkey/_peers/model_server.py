@@ -204,26 +204,19 @@ class _Handler(LoopbackHandler):
             )
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self._extra_headers()
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, json.dumps(payload).encode(), "application/json", self._extra_headers())
 
-    def _extra_headers(self) -> None:
+    def _extra_headers(self) -> list[tuple[str, str]]:
         with self.state.lock:
-            extra = dict(self.state.response_headers)
-        for name, value in extra.items():
-            self.send_header(name, value)
+            return list(self.state.response_headers.items())
 
     def _stream(self, completion_id: str, message: dict[str, Any]) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
-        self._extra_headers()
+        for name, value in self._extra_headers():
+            self.send_header(name, value)
         self.end_headers()
         base = {
             "id": completion_id,

@@ -90,6 +90,23 @@ def decode_spans(payload: bytes) -> list[ReceivedSpan]:
     return spans
 
 
+def relay(url: str, payload: bytes) -> bool:
+    """POST an OTLP/protobuf export to ``url``, best effort: whether it was taken."""
+    request = urllib.request.Request(
+        url, data=payload, headers={"content-type": "application/x-protobuf"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def answer(handler: LoopbackHandler, status: int, body: bytes) -> None:
+    """Answer an OTLP/HTTP export with ``status`` and a protobuf ``body`` (empty unless 200)."""
+    handler.reply(status, body if status == 200 else b"", "application/x-protobuf")
+
+
 class OtlpReceiver(LoopbackService):
     """``with OtlpReceiver() as receiver: ... receiver.spans`` (``endpoint`` is the base URL).
 
@@ -127,9 +144,7 @@ class OtlpReceiver(LoopbackService):
                     failure = receiver._fail_next.pop(0) if receiver._fail_next else None
                     receiver.refused += failure is not None
                 if failure is not None:
-                    self.send_response(failure)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
+                    self.reply(failure)
                     return
                 ok_path = self.path == receiver.path
                 ok_headers = all(headers.get(k) == v for k, v in receiver._required.items())
@@ -143,27 +158,13 @@ class OtlpReceiver(LoopbackService):
                 if ok_path and ok_headers and receiver.forward_to:
                     receiver._forward(body)
                 status = 200 if ok_path and ok_headers else (401 if ok_path else 404)
-                data = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
-                self.send_response(status)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer(self, status, ExportTraceServiceResponse().SerializeToString())
 
         self._server = LoopbackServer(Handler)
 
     def _forward(self, payload: bytes) -> None:
         """Relay an accepted export to ``<forward_to>/v1/traces`` (best effort, failures counted)."""
-        request = urllib.request.Request(
-            f"{self.forward_to}/v1/traces",
-            data=payload,
-            headers={"content-type": "application/x-protobuf"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                pass
-        except OSError:
+        if not relay(f"{self.forward_to}/v1/traces", payload):
             self.forward_failures += 1
 
     def fail_next(self, count: int = 1, status: int = 503) -> None:

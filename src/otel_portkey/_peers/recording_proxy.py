@@ -103,11 +103,7 @@ class RecordingProxy(LoopbackService):
                         message = (
                             f'{{"error":"the gateway did not answer ({type(error).__name__})"}}'.encode()
                         )
-                        self.send_response(502)
-                        self.send_header("content-type", "application/json")
-                        self.send_header("content-length", str(len(message)))
-                        self.end_headers()
-                        self.wfile.write(message)
+                        self.reply(502, message, "application/json")
                         return
                     answered: dict[str, str] = {}
                     for key, value in response.getheaders():  # repeated headers joined, as httpx does

@@ -48,11 +48,7 @@ class _Handler(LoopbackHandler):
             upstream.close()
 
     def _refuse(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, body, "application/json")
 
 
 class PortkeyStandIn(LoopbackService):
