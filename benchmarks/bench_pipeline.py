@@ -29,7 +29,6 @@ import argparse
 import functools
 import http.client
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # noqa: E402
 from harness import table  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
@@ -465,14 +465,6 @@ def bench_memory(binaries: dict[str, str], traces: int, per_request: int) -> str
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
     memory = next(
         (
             int(line.split()[1]) // 2**20
@@ -481,7 +473,7 @@ def machine() -> str:
         ),
         0,
     )
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {memory} GiB"
+    return f"{harness.machine()}, {memory} GiB"
 
 
 def main() -> int:

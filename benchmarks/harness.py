@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -186,3 +189,16 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    """The system, its cores and their model, e.g. ``Linux x86_64, 2 cores (AMD EPYC ...)``."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu})"

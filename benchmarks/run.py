@@ -10,7 +10,6 @@ never asserted as timings anywhere.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 from pathlib import Path
@@ -26,20 +25,12 @@ import bench_peers
 import bench_processor
 import bench_seam
 import bench_startup
+import harness
 from harness import model_server
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{system}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    return f"{harness.machine()}, Python {platform.python_version()}"
 
 
 def main() -> int:
