@@ -157,13 +157,13 @@ class Jaeger(_Process):
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.ports['OTLP_HTTP']}"
 
-    def search(self, service: str, timeout: float = 30) -> list[str]:
-        """The ids of the traces of ``service`` from the last hour (``GET /api/v3/traces``),
-        waiting up to ``timeout`` for the first one to be stored."""
+    def search(self, service: str, timeout: float = 30, limit: int = 20) -> list[str]:
+        """The ids of up to ``limit`` traces of ``service`` from the last hour (``GET
+        /api/v3/traces``), waiting up to ``timeout`` for the first one to be stored."""
         now = time.time()
         window = {
             "query.service_name": service,
-            "query.num_traces": "20",
+            "query.num_traces": str(limit),
             "query.start_time_min": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
             "query.start_time_max": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
         }
@@ -171,7 +171,7 @@ class Jaeger(_Process):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
+                with urllib.request.urlopen(url, timeout=30) as response:  # thousands of spans at most
                     body = json.load(response)
                 ids = {
                     trace_id_hex(span["traceId"])

@@ -25,7 +25,7 @@ from typing import Any
 
 from otel_portkey.testing import free_port
 
-from components import ROOT, Jaeger, _Process, trace_id_hex
+from components import ROOT, Jaeger, _Process
 
 SCALE_OUT = ROOT / "examples" / "scale-out"
 LOADBALANCER_CONFIG = SCALE_OUT / "loadbalancer.yaml"
@@ -316,51 +316,16 @@ class Apps:
 
 
 def jaeger_trace_ids(jaeger: Jaeger, service: str, limit: int = 2000) -> set[str]:
-    """The ids of every trace of ``service`` Jaeger holds from the last hour (``GET /api/v3/traces``,
-    up to ``limit`` traces; Jaeger.search asks for 20)."""
-    now = time.time()
-    window = {
-        "query.service_name": service,
-        "query.num_traces": str(limit),
-        "query.start_time_min": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
-        "query.start_time_max": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
-    }
-    url = f"http://127.0.0.1:{jaeger.ports['QUERY_HTTP']}/api/v3/traces?{urllib.parse.urlencode(window)}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return set()
-        raise
-    return {
-        trace_id_hex(span["traceId"])
-        for resource_spans in body["result"]["resourceSpans"]
-        for scope_spans in resource_spans.get("scopeSpans", [])
-        for span in scope_spans.get("spans", [])
-    }
+    """The ids of every trace of ``service`` Jaeger holds from the last hour (up to ``limit``), now."""
+    return set(jaeger.search(service, timeout=0, limit=limit))
 
 
 def jaeger_span_ids(jaeger: Jaeger, trace_id: str) -> list[str]:
-    """The span ids Jaeger returns for one trace (``GET /api/v3/traces/{id}``; [] when it has none),
-    one entry per stored span (a span stored twice appears twice)."""
+    """The span ids Jaeger returns for one trace now ([] when it has none), one entry per stored
+    span (a span stored twice appears twice)."""
     from components import span_id
 
-    url = f"http://127.0.0.1:{jaeger.ports['QUERY_HTTP']}/api/v3/traces/{trace_id}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return []
-        raise
-    return [
-        span_id(span)
-        for resource_spans in body["result"]["resourceSpans"]
-        for scope_spans in resource_spans.get("scopeSpans", [])
-        for span in scope_spans.get("spans", [])
-        if span.get("spanId")
-    ]
+    return [span_id(span) for span in jaeger.trace(trace_id, timeout=0) if span.get("spanId")]
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.5) -> bool:
