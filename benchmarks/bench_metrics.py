@@ -81,12 +81,14 @@ from otel_portkey._contract.call_metrics import (
 from otel_portkey._otel.bridge import Bridge
 from otel_portkey._otel.client_hooks import httpx_hooks
 from otel_portkey._otel.metrics import GatewayMetrics, _host, call_of
+from otel_portkey._otel.processor import Caller
 from otel_portkey.config import PortkeySettings
 
 # The calling GenAI span's attributes, as a GenAI instrumentation sets them: the call's point
 # carries its operation and model.
 OPERATION, MODEL = "gen_ai.operation.name", "gen_ai.request.model"
 CALLER = {OPERATION: "chat", MODEL: "gpt-4o"}
+CHAT_CALLER = Caller("chat gpt-4o", "chat", "gpt-4o")  # as the processor records that span
 # The gateway's answer as the bridge reads it (``answer_attributes`` of bench_offline's headers).
 ANSWER = {
     "portkey.cache.status": "MISS",
@@ -440,7 +442,7 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
         def make() -> list[Any]:
             batch = spans()
             for span in batch:
-                metrics.start(span, URL, ("chat", "gpt-4o"))
+                metrics.start(span, URL, CHAT_CALLER)
                 call = call_of(span)
                 assert call is not None
                 call.answered_with(ANSWER, 200)
@@ -465,10 +467,10 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
         retries[name].add(0, bounded, context=context)
 
     def start(s: Any) -> None:
-        traced.start(s, URL, ("chat", "gpt-4o"))
+        traced.start(s, URL, CHAT_CALLER)
 
     def start_noop(s: Any) -> None:
-        noop.start(s, URL, ("chat", "gpt-4o"))
+        noop.start(s, URL, CHAT_CALLER)
 
     def answer(s: Any) -> None:
         call_of(s).answered_with(ANSWER, 200)  # type: ignore[union-attr]

@@ -59,7 +59,7 @@ from .headers import (
 from .kept_trace_ids import portkey_trace_ids
 from .metadata_context import context_metadata
 from .metrics import GatewayMetrics, call_of
-from .processor import Caller, caller_of
+from .processor import caller_of
 from .streaming import end_span_when_stream_closes
 
 _MAX_RESOURCES: Final = 16
@@ -133,11 +133,7 @@ class Bridge:
             bound = has_portkey or url_matches_gateway(url, self._gateways)
             request_decision.set(Decision(headers, context.span_id, bound, BAGGAGE_NAME in names))
             if bound and context.is_valid:
-                caller = caller_of(span)
-                present = self._carry_out(span, headers, default_setter, url, method, has_portkey, caller)
-                if self._metrics is not None:
-                    genai = caller[1:] if caller is not None else (None, None)
-                    self._metrics.start(span, url, genai, present.get(CONFIG))
+                self._carry_out(span, headers, default_setter, url, method, has_portkey, hooked=True)
             return bound
         except Exception as error:
             report_once("adding Portkey headers", error)
@@ -150,11 +146,8 @@ class Bridge:
                 return
             attributes = getattr(span, "attributes", None) or {}
             method = attributes.get("http.request.method") or attributes.get("http.method") or "POST"
-            url, caller = span_url(span), caller_of(span)
-            present = self._carry_out(span, carrier, setter, url, str(method), True, caller)
-            if self._metrics is not None:  # no response hook: the span's attributes are its answer
-                genai = caller[1:] if caller is not None else (None, None)
-                self._metrics.start(span, url, genai, present.get(CONFIG), hooked=False)
+            # no response hook of the bridge's will see the answer
+            self._carry_out(span, carrier, setter, span_url(span), str(method), True, hooked=False)
         except Exception as error:
             report_once("adding Portkey headers", error)
 
@@ -166,10 +159,11 @@ class Bridge:
         url: str,
         method: str,
         has_portkey: bool,
-        caller: Caller | None,
-    ) -> dict[str, str]:
-        """Plans the request and carries the plan out; returns the request's own ``x-portkey-*``
-        entries (lowercase names)."""
+        hooked: bool,
+    ) -> None:
+        """Plans the request, carries the plan out, and starts the call's metrics point (``hooked``:
+        the bridge's response hook will hand it the answer)."""
+        caller = caller_of(span)
         present, spelled = portkey_entries(headers) if has_portkey else ({}, {})
         context = span.get_span_context()
         facts = RequestFacts(
@@ -198,7 +192,8 @@ class Bridge:
             portkey_trace_ids.remember(plan.trace_id, plan.portkey_trace_id)
         if span.is_recording():
             span.set_attributes(plan.attributes)
-        return present
+        if self._metrics is not None:
+            self._metrics.start(span, url, caller, present.get(CONFIG), hooked)
 
     def _resource_metadata(self, span: Span) -> MetadataItems:
         resource = getattr(span, "resource", None) or self._resource

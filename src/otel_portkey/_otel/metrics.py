@@ -36,6 +36,7 @@ from .._contract.call_metrics import (
     routing_config,
 )
 from .diagnostics import report_once
+from .processor import Caller
 from .sdk_internals import waiting_for_provider
 
 _STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
@@ -68,12 +69,12 @@ class GatewayMetrics:
         self,
         span: trace.Span,
         url: str,
-        caller: tuple[Any, Any],
+        caller: Caller | None,
         config: str | None = None,
         hooked: bool = True,
     ) -> None:
         """Record a point when ``span`` (a Portkey-bound call's CLIENT span) ends. ``caller`` is the
-        calling GenAI span's operation name and model (None when unknown), ``config`` the request's
+        span that made the call (its GenAI operation and model), ``config`` the request's
         ``x-portkey-config``; ``hooked``: the client's response hook will hand over the answer (a
         call seen by the propagator alone has none, and no answer then means no error)."""
         try:
@@ -155,7 +156,7 @@ class _Call:
         span: trace.Span,
         end: Callable[..., None],
         url: str,
-        caller: tuple[Any, Any],
+        caller: Caller | None,
         config: str | None = None,
         hooked: bool = True,
     ) -> None:
@@ -169,7 +170,7 @@ class _Call:
         self.config = config
         self.hooked = hooked
         self.server = _host(url)
-        self.operation, self.model = caller
+        self.operation, self.model = (caller.operation, caller.model) if caller else (None, None)
         self.answer: Mapping[str, object] = {}
         self.answered = False
         self.status: int | None = None
