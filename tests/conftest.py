@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -24,6 +25,11 @@ from otel_portkey._otel.client_hooks import CLIENTS
 from otel_portkey.testing import GatewayUnavailable, OssGateway, RecordingProxy, ScriptedModelServer
 
 REQUIRE_REAL = os.environ.get("OTEL_PORTKEY_REQUIRE_REAL") == "1"
+
+# Property tests check what the pure contract answers, never how fast: Hypothesis' default 200 ms
+# deadline per example would make a loaded CI machine fail them. Speed is benchmarks/' job.
+settings.register_profile("otel-portkey", deadline=None)
+settings.load_profile("otel-portkey")
 
 EXPORTER = InMemorySpanExporter()
 SERVICE_NAME = "otel-portkey-tests"
