@@ -7,6 +7,8 @@ target answers 500) in one of their four model turns; OTELCOL_KEEP_PERCENT=0. Ja
 the 20, each with every span its replica sent, and each sampler must say (its own metrics, its debug
 exporter's log of what it kept) that every span of a kept trace went through it alone. Then the same with
 one sampler killed with SIGKILL mid-run and restarted on its ports and storage: no kept trace is lost.
+Last, the load balancer killed with SIGKILL while its persistent queue holds every span of 40 runs (both
+samplers down): its restarted process delivers them all, and Jaeger holds the kept runs whole.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ def kind(index: int) -> str:
     return "retry" if index % 20 == 5 else "fallback"
 
 
-def plan() -> list[list[str]]:
-    """The runs of each replica: 50 consecutive indexes each, five of them remarkable."""
-    per = RUNS // REPLICAS
+def plan(runs: int = RUNS) -> list[list[str]]:
+    """The runs of each replica: ``runs / REPLICAS`` consecutive indexes each, a tenth of them remarkable."""
+    per = runs // REPLICAS
     return [[kind(i) for i in range(r * per, (r + 1) * per)] for r in range(REPLICAS)]
 
 
@@ -68,11 +70,11 @@ def tier(
     tier.stop()
 
 
-def run_apps(apps: Apps) -> list[SentTrace]:
+def run_apps(apps: Apps, runs: int = RUNS) -> list[SentTrace]:
     failures = apps.wait(timeout=240)
     assert failures == [], failures
     sent = sorted(apps.sent, key=lambda t: t.index)
-    assert [t.index for t in sent] == list(range(RUNS))
+    assert [t.index for t in sent] == list(range(runs))
     assert all(t.answered for t in sent), "every run reached the seed agent's answer through the gateway"
     assert {len(t.span_ids) for t in sent} == {SPANS_PER_RUN}
     return sent
@@ -88,7 +90,7 @@ def assert_jaeger_holds_exactly(
     """Jaeger holds every span of every remarkable run (``once``: each span once) and nothing of the
     others; returns the kept runs."""
     kept = [t for t in sent if t.kind != "plain"]
-    assert len(kept) == RUNS // 10
+    assert len(kept) == len(sent) // 10
 
     def all_complete() -> bool:
         return all(set(jaeger_span_ids(jaeger, t.trace_id)) >= t.span_ids for t in kept)
@@ -204,4 +206,53 @@ def test_a_sampler_killed_mid_run_and_restarted_loses_no_kept_trace(
         f"{len(sent)} traces, {SPANS_PER_RUN} spans each, all in Jaeger; sampler 2 kept runs {by_killed}, "
         f"its restarted process {kept_after_restart} (and received {received_after_restart:.0f} spans); "
         f"spans stored twice: {twice}"
+    )
+
+
+def test_the_load_balancer_killed_while_holding_spans_loses_none(
+    tier: Tier, jaeger: Jaeger, oss_gateway: OssGateway
+) -> None:
+    runs = 40
+    service = f"seed-agent-{uuid.uuid4().hex[:8]}"
+    # Both samplers down: whatever the load balancer accepts stays in its persistent queue.
+    for index in range(len(tier.samplers)):
+        tier.kill_sampler(index)
+    apps = Apps(tier.entry.otlp_http, oss_gateway.url, plan(runs), service, flush_each_run=True)
+    try:
+        sent = run_apps(apps, runs)  # every export answered: the load balancer took each run
+    finally:
+        apps.stop()
+
+    entry = tier.entry
+
+    def accepted_spans() -> float:
+        return entry.metrics().total("otelcol_receiver_accepted_spans", receiver="otlp")
+
+    wait_until(lambda: accepted_spans() == runs * SPANS_PER_RUN, timeout=10)
+    accepted = accepted_spans()
+    assert accepted == runs * SPANS_PER_RUN, "the load balancer accepted every span"
+    queued = entry.metrics().total("otelcol_exporter_queue_size", exporter="load_balancing")
+    assert queued > 0, "the load balancer holds the spans it could not send"
+    entry.kill()
+    for index in range(len(tier.samplers)):
+        tier.restart_sampler(index)
+    entry.restart()
+
+    def all_decided() -> bool:
+        metrics = sampler_metrics(tier)
+        decided = sum(m.total("otelcol_processor_tail_sampling_global_count_traces_sampled") for m in metrics)
+        on_memory = sum(m.total("otelcol_processor_tail_sampling_sampling_traces_on_memory") for m in metrics)
+        return decided >= runs and on_memory == 0
+
+    wait_until(all_decided, timeout=90)
+    # The restarted load balancer received nothing from the apps (they had ended): what the samplers
+    # received since their restart came out of the killed process's queue.
+    assert accepted_spans() == 0
+    received = sum(m.total("otelcol_receiver_accepted_spans", receiver="otlp") for m in sampler_metrics(tier))
+    assert received >= runs * SPANS_PER_RUN, f"the samplers received {received:.0f} spans"
+    kept = assert_jaeger_holds_exactly(jaeger, service, sent, once=False)
+    print(
+        f"\nload balancer killed holding {accepted:.0f} spans of {runs} runs ({queued:.0f} bytes queued); "
+        f"after its restart the samplers received {received:.0f} spans and Jaeger holds the {len(kept)} "
+        f"kept runs whole"
     )
