@@ -84,6 +84,14 @@ def sampler_metrics(tier: Tier) -> list[Metrics]:
     return [sampler.metrics() for sampler in tier.samplers]
 
 
+def all_decided(tier: Tier, runs: int) -> bool:
+    """The samplers, by their own metrics, decided on ``runs`` traces and hold none undecided."""
+    metrics = sampler_metrics(tier)
+    decided = sum(m.total("otelcol_processor_tail_sampling_global_count_traces_sampled") for m in metrics)
+    on_memory = sum(m.total("otelcol_processor_tail_sampling_sampling_traces_on_memory") for m in metrics)
+    return decided >= runs and on_memory == 0
+
+
 def assert_jaeger_holds_exactly(
     jaeger: Jaeger, service: str, sent: list[SentTrace], once: bool = True
 ) -> list[SentTrace]:
@@ -136,13 +144,7 @@ def test_the_tier_keeps_exactly_the_traces_the_bridge_marks_whole_on_one_sampler
     finally:
         apps.stop()
 
-    def all_decided() -> bool:
-        metrics = sampler_metrics(tier)
-        decided = sum(m.total("otelcol_processor_tail_sampling_global_count_traces_sampled") for m in metrics)
-        on_memory = sum(m.total("otelcol_processor_tail_sampling_sampling_traces_on_memory") for m in metrics)
-        return decided >= RUNS and on_memory == 0
-
-    wait_until(all_decided, timeout=60)
+    wait_until(lambda: all_decided(tier, RUNS), timeout=60)
     kept = assert_jaeger_holds_exactly(jaeger, service, sent)
 
     metrics = sampler_metrics(tier)
@@ -184,13 +186,13 @@ def test_a_sampler_killed_mid_run_and_restarted_loses_no_kept_trace(
         apps.stop()
     assert 0 < at_kill < at_restart < RUNS, (at_kill, at_restart)
 
-    def all_decided() -> bool:
+    def drained() -> bool:
         metrics = sampler_metrics(tier)
         on_memory = sum(m.total("otelcol_processor_tail_sampling_sampling_traces_on_memory") for m in metrics)
         queued = tier.entry.metrics().total("otelcol_exporter_queue_size", exporter="load_balancing")
         return on_memory == 0 and queued == 0
 
-    wait_until(all_decided, timeout=90)
+    wait_until(drained, timeout=90)
     # At least once: a batch the killed sampler took without answering is sent again to its successor.
     kept = assert_jaeger_holds_exactly(jaeger, service, sent, once=False)
     twice = sum(len(jaeger_span_ids(jaeger, t.trace_id)) - SPANS_PER_RUN for t in kept)
@@ -238,13 +240,7 @@ def test_the_load_balancer_killed_while_holding_spans_loses_none(
         tier.restart_sampler(index)
     entry.restart()
 
-    def all_decided() -> bool:
-        metrics = sampler_metrics(tier)
-        decided = sum(m.total("otelcol_processor_tail_sampling_global_count_traces_sampled") for m in metrics)
-        on_memory = sum(m.total("otelcol_processor_tail_sampling_sampling_traces_on_memory") for m in metrics)
-        return decided >= runs and on_memory == 0
-
-    wait_until(all_decided, timeout=90)
+    wait_until(lambda: all_decided(tier, runs), timeout=90)
     # The restarted load balancer received nothing from the apps (they had ended): what the samplers
     # received since their restart came out of the killed process's queue.
     assert accepted_spans() == 0
