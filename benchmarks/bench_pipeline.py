@@ -74,74 +74,71 @@ def _kv(key: str, value: str | int) -> KeyValue:
     return KeyValue(key=key, value=any_value)
 
 
+def _span(
+    trace_id: bytes,
+    span_id: bytes,
+    parent_id: bytes,
+    name: str,
+    kind: Span.SpanKind.ValueType,
+    start_ns: int,
+    duration_ns: int,
+    attributes: dict[str, str | int] | None = None,
+) -> Span:
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_id,
+        name=name,
+        kind=kind,
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=start_ns + duration_ns,
+        attributes=[_kv(key, value) for key, value in (attributes or {}).items()],
+    )
+
+
 def _trace(trace_id: bytes, start_ns: int) -> list[Span]:
     """One seed-agent run as tests/scale_out_app.py exports it: root, 4 x (chat > POST), 3 tools."""
     root_id = os.urandom(8)
-    spans = [
-        Span(
-            trace_id=trace_id,
-            span_id=root_id,
-            name="seed agent run",
-            kind=Span.SPAN_KIND_INTERNAL,
-            start_time_unix_nano=start_ns,
-            end_time_unix_nano=start_ns + 66_000_000,
-        )
-    ]
+    spans = [_span(trace_id, root_id, b"", "seed agent run", Span.SPAN_KIND_INTERNAL, start_ns, 66_000_000)]
     at = start_ns + 1_000_000
     for turn in range(4):
         chat_id, post_id = os.urandom(8), os.urandom(8)
+        chat: dict[str, str | int] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+        }
         spans.append(
-            Span(
-                trace_id=trace_id,
-                span_id=chat_id,
-                parent_span_id=root_id,
-                name="chat gpt-4o",
-                kind=Span.SPAN_KIND_CLIENT,
-                start_time_unix_nano=at,
-                end_time_unix_nano=at + 14_000_000,
-                attributes=[
-                    _kv("gen_ai.operation.name", "chat"),
-                    _kv("gen_ai.provider.name", "openai"),
-                    _kv("gen_ai.request.model", "gpt-4o"),
-                ],
-            )
+            _span(trace_id, chat_id, root_id, "chat gpt-4o", Span.SPAN_KIND_CLIENT, at, 14_000_000, chat)
         )
+        post: dict[str, str | int] = {
+            "http.method": "POST",
+            "http.url": "http://127.0.0.1:8787/v1/chat/completions",
+            "http.status_code": 200,
+            "portkey.metadata.service": "seed-agent",
+            "portkey.span_id": os.urandom(8).hex(),
+            "portkey.trace_id": trace_id.hex(),
+            "portkey.cache.status": "DISABLED",
+            "portkey.provider": "openai",
+            "portkey.last_used_option_index": "config",
+            "portkey.retry.attempt_count": 0,
+        }
         spans.append(
-            Span(
-                trace_id=trace_id,
-                span_id=post_id,
-                parent_span_id=chat_id,
-                name="POST",
-                kind=Span.SPAN_KIND_CLIENT,
-                start_time_unix_nano=at + 200_000,
-                end_time_unix_nano=at + 13_000_000,
-                attributes=[
-                    _kv("http.method", "POST"),
-                    _kv("http.url", "http://127.0.0.1:8787/v1/chat/completions"),
-                    _kv("http.status_code", 200),
-                    _kv("portkey.metadata.service", "seed-agent"),
-                    _kv("portkey.span_id", os.urandom(8).hex()),
-                    _kv("portkey.trace_id", trace_id.hex()),
-                    _kv("portkey.cache.status", "DISABLED"),
-                    _kv("portkey.provider", "openai"),
-                    _kv("portkey.last_used_option_index", "config"),
-                    _kv("portkey.retry.attempt_count", 0),
-                ],
-            )
+            _span(trace_id, post_id, chat_id, "POST", Span.SPAN_KIND_CLIENT, at + 200_000, 12_800_000, post)
         )
         at += 15_000_000
         if turn < 3:
             tool = "multiply" if turn == 1 else "exponentiate"
             spans.append(
-                Span(
-                    trace_id=trace_id,
-                    span_id=os.urandom(8),
-                    parent_span_id=root_id,
-                    name=f"execute_tool {tool}",
-                    kind=Span.SPAN_KIND_INTERNAL,
-                    start_time_unix_nano=at,
-                    end_time_unix_nano=at + 30_000,
-                    attributes=[_kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", tool)],
+                _span(
+                    trace_id,
+                    os.urandom(8),
+                    root_id,
+                    f"execute_tool {tool}",
+                    Span.SPAN_KIND_INTERNAL,
+                    at,
+                    30_000,
+                    {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
                 )
             )
             at += 100_000

@@ -136,8 +136,6 @@ class _Call:
 
     __slots__ = (
         "_ending",
-        "_metrics",
-        "_span",
         "answer",
         "answered",
         "config",
@@ -162,11 +160,12 @@ class _Call:
     ) -> None:
         self.started = time.perf_counter()
         self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
-        self._metrics: GatewayMetrics | None = gateway_metrics
-        self._span: trace.Span | None = span
-        # The span's own ``end``, taken out once by whichever thread ends the span first
-        # (``list.pop`` is atomic): the point is recorded once, the span ended once.
-        self._ending: list[Callable[..., None]] = [end]
+        # What ending the span takes (its own ``end``, the span, the metrics), taken out once by
+        # whichever thread ends the span first (``list.pop`` is atomic): the point is recorded
+        # once, the span ended once, and no cycle through the span stays after.
+        self._ending: list[tuple[Callable[..., None], trace.Span, GatewayMetrics]] = [
+            (end, span, gateway_metrics)
+        ]
         self.config = config
         self.hooked = hooked
         self.server = _host(url)
@@ -183,13 +182,8 @@ class _Call:
 
     def __call__(self, end_time: int | None = None) -> None:
         try:
-            end = self._ending.pop()
+            end, span, gateway_metrics = self._ending.pop()
         except IndexError:  # ended already
-            return
-        span, gateway_metrics = self._span, self._metrics
-        self._span = self._metrics = None  # no cycle through the span stays
-        if span is None or gateway_metrics is None:
-            end(end_time)
             return
         try:
             if getattr(span, "__dict__", {}).get("end") is self:
