@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -14,6 +15,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -275,18 +278,9 @@ class Collector(_Process):
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def own_metrics(self) -> dict[str, float]:
-        """The Collector's own metrics now (Prometheus text from its telemetry endpoint), as
-        ``{'name{label="value",...}': value}``; see :func:`metric_sum`."""
-        url = f"http://127.0.0.1:{self.own_metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                series, _, value = line.rpartition(" ")
-                samples[series] = float(value)
-        return samples
+    def own_metrics(self) -> Metrics:
+        """The Collector's own metrics now, from its telemetry endpoint."""
+        return collector_metrics(self.own_metrics_port)
 
     def stop(self) -> None:
         super().stop()
@@ -294,17 +288,40 @@ class Collector(_Process):
             self._storage_tmp.cleanup()
 
 
-def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
-    """The sum of the samples of metric ``name`` whose labels include ``labels`` (0 when none)."""
-    total = 0.0
-    for series, value in samples.items():
-        match = re.fullmatch(r"([^{]+)(?:\{(.*)\})?", series)
-        if match is None or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-        if all(found.get(key) == wanted for key, wanted in labels.items()):
-            total += value
-    return total
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class Metrics:
+    """Samples of a Prometheus text exposition: (name, labels, value)."""
+
+    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Metrics:
+        samples = []
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match and not line.startswith("#"):
+                labels = dict(_LABEL.findall(match.group(3) or ""))
+                samples.append((match.group(1), labels, float(match.group(4))))
+        return cls(samples)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of the samples named ``name`` (or ``name_total``) whose labels include ``labels``
+        (0 when none)."""
+        return sum(
+            value
+            for sample, have, value in self.samples
+            if sample in (name, f"{name}_total") and all(have.get(k) == v for k, v in labels.items())
+        )
+
+
+def collector_metrics(port: int) -> Metrics:
+    """A Collector's own metrics now, as its telemetry endpoint on 127.0.0.1:``port`` serves them."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return Metrics.parse(response.read().decode())
 
 
 def trace_id_hex(value: str) -> str:
@@ -334,11 +351,6 @@ def attribute(span: dict[str, Any], key: str) -> Any:
                 if kind in value:
                     return int(value[kind]) if kind == "intValue" else value[kind]
     return None
-
-
-# Prometheus (appended below the Go components; these imports stay with the code that uses them).
-import shutil  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 
 class PrometheusError(RuntimeError):

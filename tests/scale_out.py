@@ -15,17 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from otel_portkey.testing import free_port
 
-from components import ROOT, Jaeger, _Process
+from components import ROOT, Jaeger, Metrics, _Process, collector_metrics
 
 SCALE_OUT = ROOT / "examples" / "scale-out"
 LOADBALANCER_CONFIG = SCALE_OUT / "loadbalancer.yaml"
@@ -86,44 +83,13 @@ class Otelcol(_Process):
 
     def metrics(self) -> Metrics:
         """The Collector's own metrics, as it serves them now."""
-        url = f"http://127.0.0.1:{self.ports['TELEMETRY']}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return Metrics.parse(response.read().decode())
+        return collector_metrics(self.ports["TELEMETRY"])
 
     def restart(self) -> int:
         """Start it again (after ``kill()``); returns where the new process's output begins in ``log()``."""
         offset = len(self.log())
         self.start()
         return offset
-
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass
-class Metrics:
-    """Samples of a Prometheus text exposition: (name, labels, value)."""
-
-    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, text: str) -> Metrics:
-        samples = []
-        for line in text.splitlines():
-            match = _SAMPLE.match(line)
-            if match and not line.startswith("#"):
-                labels = dict(_LABEL.findall(match.group(3) or ""))
-                samples.append((match.group(1), labels, float(match.group(4))))
-        return cls(samples)
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of the samples named ``name`` (or ``name_total``) whose labels include ``labels``."""
-        return sum(
-            value
-            for sample, have, value in self.samples
-            if sample in (name, f"{name}_total") and all(have.get(k) == v for k, v in labels.items())
-        )
 
 
 def kept_spans_logged(log: str) -> dict[str, set[str]]:

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_portkey._peers.loopback import LoopbackServer
 from otel_portkey.testing import OtlpReceiver, free_port
 
-from components import Collector, Jaeger, metric_sum, span_id, trace_id_hex
+from components import Collector, Jaeger, Metrics, span_id, trace_id_hex
 from conftest import PORTKEY_STANDIN_KEY
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,8 @@ def queue_file(collector: Collector, exporter: str) -> Path:
 
 
 def wait_for_metric(
-    collector: Collector, predicate: Callable[[dict[str, float]], bool], timeout: float = 30
-) -> dict[str, float]:
+    collector: Collector, predicate: Callable[[Metrics], bool], timeout: float = 30
+) -> Metrics:
     """The Collector's own metrics once ``predicate(samples)`` holds (or past ``timeout``, the last)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -173,16 +173,15 @@ def test_a_collector_killed_while_jaeger_is_down_delivers_every_span_once_restar
                 held = wait_for_metric(
                     collector,
                     lambda m: (
-                        metric_sum(m, "otelcol_receiver_accepted_spans") == len(spans)
-                        and metric_sum(m, "otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
-                        and metric_sum(m, "otelcol_exporter_sent_spans", exporter=PORTKEY_EXPORTER)
-                        == len(spans)
+                        m.total("otelcol_receiver_accepted_spans") == len(spans)
+                        and m.total("otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
+                        and m.total("otelcol_exporter_sent_spans", exporter=PORTKEY_EXPORTER) == len(spans)
                     ),
                 )
-                assert metric_sum(held, "otelcol_receiver_accepted_spans") == len(spans)
-                assert metric_sum(held, "otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
-                assert metric_sum(held, "otelcol_exporter_enqueue_failed_spans") == 0
-                assert metric_sum(held, "otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == 0
+                assert held.total("otelcol_receiver_accepted_spans") == len(spans)
+                assert held.total("otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
+                assert held.total("otelcol_exporter_enqueue_failed_spans") == 0
+                assert held.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == 0
 
             collector.kill()  # SIGKILL: no shutdown, nothing flushed
             assert queue_file(collector, JAEGER_EXPORTER).stat().st_size > 0
@@ -193,9 +192,7 @@ def test_a_collector_killed_while_jaeger_is_down_delivers_every_span_once_restar
             # to 30 s apart); then Jaeger says what it holds.
             sent_after_restart = wait_for_metric(
                 collector,
-                lambda m: (
-                    metric_sum(m, "otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) >= len(spans)
-                ),
+                lambda m: m.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) >= len(spans),
                 timeout=90,
             )
             delivered = in_jaeger(jaeger, trace_ids, spans_per_trace=5, timeout=5)
@@ -204,7 +201,7 @@ def test_a_collector_killed_while_jaeger_is_down_delivers_every_span_once_restar
             collector.stop()
             jaeger.stop()
     assert delivered == ids(spans), f"{len(delivered)} of {len(spans)} spans reached Jaeger"
-    resent = metric_sum(sent_after_restart, "otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER)
+    resent = sent_after_restart.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER)
     assert resent == len(spans), "the restarted Collector sent each queued span once"
     assert {(s.trace_id, s.span_id) for s in to_portkey} == ids(spans), "Portkey's copy was whole too"
 
@@ -220,14 +217,14 @@ def test_a_collector_killed_while_portkey_is_down_delivers_every_span_once_resta
         held = wait_for_metric(
             collector,
             lambda m: (
-                metric_sum(m, "otelcol_receiver_accepted_spans") == len(spans)
-                and metric_sum(m, "otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
-                and metric_sum(m, "otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == len(spans)
+                m.total("otelcol_receiver_accepted_spans") == len(spans)
+                and m.total("otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
+                and m.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == len(spans)
             ),
         )
-        assert metric_sum(held, "otelcol_receiver_accepted_spans") == len(spans)
-        assert metric_sum(held, "otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
-        assert metric_sum(held, "otelcol_exporter_enqueue_failed_spans") == 0
+        assert held.total("otelcol_receiver_accepted_spans") == len(spans)
+        assert held.total("otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
+        assert held.total("otelcol_exporter_enqueue_failed_spans") == 0
 
         collector.kill()
         assert queue_file(collector, PORTKEY_EXPORTER).stat().st_size > 0
@@ -287,9 +284,9 @@ def test_past_its_bound_a_queue_refuses_new_spans_counts_them_and_the_collector_
     assert refused > 0, statuses
     assert statuses.count(200) + refused == len(statuses), statuses
     assert set(statuses[statuses.index(503) :]) == {503}, "once full, it stays full while Jaeger is down"
-    assert metric_sum(samples, "otelcol_exporter_queue_capacity", exporter=JAEGER_EXPORTER) == bound
-    assert 0 < metric_sum(samples, "otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) <= bound
-    assert metric_sum(samples, "otelcol_exporter_enqueue_failed_spans", exporter=JAEGER_EXPORTER) == (
+    assert samples.total("otelcol_exporter_queue_capacity", exporter=JAEGER_EXPORTER) == bound
+    assert 0 < samples.total("otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) <= bound
+    assert samples.total("otelcol_exporter_enqueue_failed_spans", exporter=JAEGER_EXPORTER) == (
         refused * 10
     ), "every refused span is counted"
     assert running, "a full queue refuses data; the Collector does not fall over"
