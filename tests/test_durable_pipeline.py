@@ -156,6 +156,24 @@ def test_jaeger_with_badger_reads_back_after_a_restart_what_it_stored_before(bad
     assert set(badger_jaeger.search(SERVICE)) == trace_ids, "its search index came back too"
 
 
+def assert_holds_for(collector: Collector, spans: int, down: str, up: str) -> None:
+    """By the Collector's own metrics: it accepted ``spans`` spans, sent them all through exporter
+    ``up``, and holds them in exporter ``down``'s queue, none sent there and none refused."""
+    held = wait_for_metric(
+        collector,
+        lambda m: (
+            m.total("otelcol_receiver_accepted_spans") == spans
+            and m.total("otelcol_exporter_queue_size", exporter=down) > 0
+            and m.total("otelcol_exporter_sent_spans", exporter=up) == spans
+        ),
+    )
+    assert held.total("otelcol_receiver_accepted_spans") == spans
+    assert held.total("otelcol_exporter_queue_size", exporter=down) > 0
+    assert held.total("otelcol_exporter_sent_spans", exporter=up) == spans
+    assert held.total("otelcol_exporter_enqueue_failed_spans") == 0
+    assert held.total("otelcol_exporter_sent_spans", exporter=down) == 0
+
+
 @pytest.mark.parametrize("kill_when", ["queued", "acknowledged"])
 def test_a_collector_killed_while_jaeger_is_down_delivers_every_span_once_restarted(go_binaries, kill_when):
     """``queued``: killed once its own metrics show the spans held for Jaeger (and sent to Portkey);
@@ -170,18 +188,7 @@ def test_a_collector_killed_while_jaeger_is_down_delivers_every_span_once_restar
         try:
             export(collector, spans)
             if kill_when == "queued":
-                held = wait_for_metric(
-                    collector,
-                    lambda m: (
-                        m.total("otelcol_receiver_accepted_spans") == len(spans)
-                        and m.total("otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
-                        and m.total("otelcol_exporter_sent_spans", exporter=PORTKEY_EXPORTER) == len(spans)
-                    ),
-                )
-                assert held.total("otelcol_receiver_accepted_spans") == len(spans)
-                assert held.total("otelcol_exporter_queue_size", exporter=JAEGER_EXPORTER) > 0
-                assert held.total("otelcol_exporter_enqueue_failed_spans") == 0
-                assert held.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == 0
+                assert_holds_for(collector, len(spans), down=JAEGER_EXPORTER, up=PORTKEY_EXPORTER)
 
             collector.kill()  # SIGKILL: no shutdown, nothing flushed
             assert queue_file(collector, JAEGER_EXPORTER).stat().st_size > 0
@@ -214,17 +221,7 @@ def test_a_collector_killed_while_portkey_is_down_delivers_every_span_once_resta
     )
     try:
         export(collector, spans)
-        held = wait_for_metric(
-            collector,
-            lambda m: (
-                m.total("otelcol_receiver_accepted_spans") == len(spans)
-                and m.total("otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
-                and m.total("otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER) == len(spans)
-            ),
-        )
-        assert held.total("otelcol_receiver_accepted_spans") == len(spans)
-        assert held.total("otelcol_exporter_queue_size", exporter=PORTKEY_EXPORTER) > 0
-        assert held.total("otelcol_exporter_enqueue_failed_spans") == 0
+        assert_holds_for(collector, len(spans), down=PORTKEY_EXPORTER, up=JAEGER_EXPORTER)
 
         collector.kill()
         assert queue_file(collector, PORTKEY_EXPORTER).stat().st_size > 0
