@@ -45,6 +45,7 @@ from harness import (
     Config,
     DiscardingExporter,
     bridged,
+    instrumented,
     interleave_samples,
     paired_cpu,
     quiet_gc,
@@ -151,14 +152,6 @@ def meter_provider(exemplar_filter: str = "trace_based") -> tuple[MeterProvider,
 # ---- 1. the whole call, network taken out ----------------------------------------------------------
 
 
-def _instrumented(instrumentor: Any) -> Config:
-    def setup() -> Callable[[], None]:
-        instrumentor().instrument()
-        return lambda: instrumentor().uninstrument()
-
-    return setup
-
-
 CALL_CONFIGS = (
     "no bridge (httpx instrumentation)",
     "bridge, metrics off",
@@ -174,7 +167,7 @@ def _call_configs(flavour: str, providers: dict[str, MeterProvider]) -> dict[str
         zip(
             CALL_CONFIGS,
             (
-                _instrumented(instrumentor),
+                instrumented(instrumentor),
                 bridged(instrumentor, GATEWAY, metrics=False),
                 # Metrics on with no MeterProvider anywhere: the API's no-op instruments (what a
                 # user without OTEL_METRICS_EXPORTER gets, metrics being on by default).
