@@ -1,12 +1,15 @@
 """In-process: real httpx/httpx2 clients, sync and async, against the scripted model as a gateway."""
 
 import logging
+import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from otel_portkey._contract.ids import format_span_id, format_trace_id
+from otel_portkey._contract.ids import format_span_id, format_trace_id, is_span_id
 from otel_portkey._otel import bridge as bridge_module
 from otel_portkey._otel import diagnostics
 from otel_portkey._otel import headers as header_layouts
@@ -154,6 +157,13 @@ def test_suppressed_instrumentation_adds_nothing(bridge, model, spans, flavour, 
 GATEWAY = "http://gateway.test:8787"
 
 
+def _metrics():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    return bridge_module.GatewayMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 def _provider(service):
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -227,3 +237,172 @@ def test_a_span_without_weak_references_still_gets_the_gateways_answer():
     other = _SpanWithoutWeakReferences(tracer.start_span("GET"))
     _call(bridge, other, url="http://elsewhere.test/", answer=answer)  # not gateway-bound
     assert "portkey.cache.status" not in other.attributes
+
+
+@pytest.mark.unit
+@given(st.integers(min_value=0, max_value=2**32))
+def test_new_span_ids_are_valid_for_any_seed(seed):
+    assert is_span_id(bridge_module.new_span_id(random.Random(seed)))
+
+
+@pytest.mark.unit
+def test_new_span_id_never_returns_the_all_zero_id():
+    class ZeroFirst(random.Random):
+        draws = 0
+
+        def getrandbits(self, k):
+            self.draws += 1
+            return 0 if self.draws == 1 else 0xABC
+
+    rng = ZeroFirst()
+    assert bridge_module.new_span_id(rng) == "0000000000000abc"
+    assert rng.draws == 2
+
+
+@pytest.mark.unit
+def test_nothing_of_the_request_outlives_it():
+    """The request's header mapping (its ``Authorization``) is not kept once the call is made: not by
+    the decision left for the propagator, not by the call, not by any cache of the bridge's; an
+    inline ``x-portkey-config`` is kept as its routing strategies only."""
+    import gc
+    import json
+    import weakref
+
+    import requests
+
+    from otel_portkey._otel.client_hooks import CLIENTS
+    from otel_portkey.config import PortkeySettings
+
+    secret = "sk-live-do-not-keep-4242"
+    config = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai", "api_key": secret}]}
+    bridge = bridge_module.Bridge(
+        PortkeySettings.from_env({}, gateway_urls=[GATEWAY]), gateway_metrics=_metrics()
+    )
+    hooks = next(client for client in CLIENTS if client.name == "requests").hooks(lambda: bridge)
+    span = _provider("svc").get_tracer("t").start_span("POST")
+    request = requests.Request(
+        "POST",
+        f"{GATEWAY}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {secret}", "x-portkey-config": json.dumps(config)},
+    ).prepare()
+    hooks["request_hook"](span, request)
+    assert "x-portkey-trace-id" in request.headers
+    headers = weakref.ref(request.headers)
+    del request
+    gc.collect()
+    assert headers() is None, "the header mapping is gone with its request"
+    call = bridge_module.call_of(span)
+    assert call is not None
+    assert call.routing == {"strategy": {"mode": "fallback"}, "targets": [{}]}
+    kept = repr(
+        (
+            bridge_module.request_decision.get(),
+            [getattr(call, name) for name in call.__slots__[1:] if hasattr(call, name)],
+        )
+    ) + repr(vars(bridge))
+    assert secret not in kept
+    span.end()
+    assert bridge_module.call_of(span) is None, "the call is gone with its span's end"
+
+
+@pytest.mark.unit
+def test_a_tracer_provider_set_after_the_bridge_gets_its_processor_on_the_next_call(monkeypatch, caplog):
+    """``instrument()`` with no SDK provider yet (a gunicorn master), the SDK provider set later
+    (``post_fork``): the next gateway call gives it the processor, and that call's node is named
+    after the calling span. Until then, a provider that is not the SDK's is said once."""
+    from opentelemetry.trace import ProxyTracerProvider
+
+    from otel_portkey._otel import processor
+    from otel_portkey._otel.processor import ProcessorAttachment
+    from otel_portkey.config import PortkeySettings
+
+    provider: list[object] = [ProxyTracerProvider()]
+    monkeypatch.setattr(processor.trace, "get_tracer_provider", lambda: provider[0])
+    attachment = ProcessorAttachment(PortkeySettings.from_env({}).baggage_trust)
+    assert not attachment.attach()
+    hooks = _hooks()
+    hooks.bridge.processor_pending = attachment
+    early = _provider("early").get_tracer("t")  # a span made by a provider the bridge cannot see
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            with early.start_as_current_span("chat gpt-4o"):
+                sent = _call(hooks, early.start_span("POST"))
+    assert sent["x-portkey-span-name"] == "POST /v1/chat/completions"
+    assert caplog.text.count("not the OpenTelemetry SDK's") == 1, caplog.text
+    assert "ProxyTracerProvider" in caplog.text
+    sdk = _provider("late")
+    provider[0] = sdk
+    tracer = sdk.get_tracer("t")
+    for expected in ("POST /v1/chat/completions", "chat gpt-4o"):
+        with tracer.start_as_current_span("chat gpt-4o"):
+            sent = _call(hooks, tracer.start_span("POST", kind=trace.SpanKind.CLIENT))
+        assert sent["x-portkey-span-name"] == expected
+    # the call that found the provider started before the processor was there; the next one did not
+    assert hooks.bridge.processor_pending is None, "and it is not looked for again"
+    assert attachment.switched_on is not None
+    assert attachment.switched_on.enabled
+
+
+@pytest.mark.unit
+def test_an_inbound_request_finds_a_late_tracer_provider_before_its_spans_start(monkeypatch):
+    """A server's instrumentation extracts the inbound request's context before it starts the
+    server span: the bridge's propagator looks for the provider there, so even the first gateway
+    call in that request is named after its calling span."""
+    from opentelemetry.propagate import get_global_textmap
+    from opentelemetry.trace import ProxyTracerProvider
+
+    from otel_portkey._otel import processor
+    from otel_portkey._otel.client_hooks import PortkeyPropagator
+    from otel_portkey._otel.processor import ProcessorAttachment
+    from otel_portkey.config import PortkeySettings
+
+    provider: list[object] = [ProxyTracerProvider()]
+    monkeypatch.setattr(processor.trace, "get_tracer_provider", lambda: provider[0])
+    attachment = ProcessorAttachment(PortkeySettings.from_env({}).baggage_trust)
+    assert not attachment.attach()
+    hooks = _hooks()
+    hooks.bridge.processor_pending = attachment
+    propagator = PortkeyPropagator(get_global_textmap(), hooks.bridge)
+    sdk = _provider("late")
+    provider[0] = sdk
+    propagator.extract({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    tracer = sdk.get_tracer("t")
+    with tracer.start_as_current_span("chat gpt-4o"):
+        sent = _call(hooks, tracer.start_span("POST", kind=trace.SpanKind.CLIENT))
+    assert sent["x-portkey-span-name"] == "chat gpt-4o"
+
+
+@pytest.mark.integration  # a child process
+def test_a_forked_child_gets_every_lock_of_the_bridge_free():
+    """A fork taken while another thread holds the bridge's locks: the child's locks are new ones,
+    free (``os.register_at_fork``), so its first gateway call cannot hang on them."""
+    import os
+    import threading
+
+    from otel_portkey import PortkeyInstrumentor
+    from otel_portkey._otel import client_hooks, processor
+    from otel_portkey._otel.kept_trace_ids import portkey_trace_ids
+
+    PortkeyInstrumentor().instrument(gateway_urls=[GATEWAY])
+    held = [client_hooks._changing, processor._registering, portkey_trace_ids._lock]
+    for lock in held:
+        lock.acquire()
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: every lock must be free
+            free = all(
+                lock.acquire(timeout=1)
+                for lock in (client_hooks._changing, processor._registering, portkey_trace_ids._lock)
+            )
+            os.write(write, b"1" if free else b"0")
+            os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.waitpid(pid, 0)
+    finally:
+        for lock in held:
+            lock.release()
+        PortkeyInstrumentor().uninstrument()
+    assert answer == b"1"
+    assert threading.active_count() >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_portkey._contract import call_metrics as m
+from otel_portkey._contract import call as m
 from otel_portkey._contract.call import (
     ATTR_CACHE_STATUS,
     ATTR_GATEWAY_EXCEPTION,

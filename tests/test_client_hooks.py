@@ -155,7 +155,7 @@ def test_an_httpx_flavour_the_user_disabled_stays_off(model, spans, monkeypatch,
 
 
 def test_a_failure_while_installing_leaves_nothing_and_raises_nothing(model, monkeypatch, caplog):
-    from otel_portkey._otel import client_hooks
+    from otel_portkey._otel import instrumentor as client_hooks  # where the wrapping is attached
 
     pristine = {name: transports(module) for name, module in MODULES.items()}
     textmap = propagate.get_global_textmap()

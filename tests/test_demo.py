@@ -28,8 +28,7 @@ from otel_portkey._cli.metrics_summary import (
     histogram_quantile,
     summarize,
 )
-from otel_portkey._contract.call import answer_attributes
-from otel_portkey._contract.call_metrics import DURATION_BUCKETS
+from otel_portkey._contract.call import DURATION_BUCKETS, answer_attributes
 from otel_portkey.testing import ForwardedRequest, ReceivedSpan
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -7,7 +7,7 @@ from opentelemetry import baggage, context
 
 from otel_portkey import portkey_metadata
 from otel_portkey._contract.baggage_trust import BaggageTrust
-from otel_portkey._otel.metadata_context import context_metadata
+from otel_portkey._otel.processor import context_metadata
 
 
 def test_nested_blocks_merge_and_inner_wins():

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from otel_portkey import PortkeyInstrumentor, portkey_metadata
-from otel_portkey._contract.call_metrics import MAX_DISTINCT_VALUES, OTHER
+from otel_portkey._contract.call import MAX_DISTINCT_VALUES, OTHER
 from otel_portkey.testing import free_port
 
 from clients_all import CLIENTS, STREAMS
@@ -249,7 +249,7 @@ def test_metrics_switched_off_alone(model, spans, reader, meter_provider, monkey
 def test_a_failing_meter_never_breaks_the_call(model, spans, meter_provider, monkeypatch, caplog):
     import httpx
 
-    from otel_portkey._otel import metrics as bridge_metrics
+    from otel_portkey._otel import bridge as bridge_metrics
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("meter broke")
@@ -375,12 +375,12 @@ def test_the_second_target_is_a_fallback_only_under_a_fallback_config(
 
 
 def test_without_a_meter_provider_the_bridge_does_no_metrics_work(model, spans):
-    """The global provider is the API's proxy with nothing behind it: no ``_Call`` stands in for any
-    span's end (what the points would cost is spent only once a provider is set)."""
+    """The global provider is the API's proxy with nothing behind it: no call records a point (what
+    the points would cost is spent only once a provider is set)."""
     import httpx
     from opentelemetry import metrics
 
-    from otel_portkey._otel import metrics as bridge_metrics
+    from otel_portkey._otel import bridge as bridge_metrics
 
     if not isinstance(metrics.get_meter_provider(), metrics._internal._ProxyMeterProvider):
         pytest.skip("a global MeterProvider was set in this process")
@@ -390,12 +390,12 @@ def test_without_a_meter_provider_the_bridge_does_no_metrics_work(model, spans):
         started.append(args)
 
     PortkeyInstrumentor().instrument(gateway_urls=[f"http://127.0.0.1:{model.port}"])
-    original = bridge_metrics._Call.__init__
+    original = bridge_metrics.GatewayMetrics.record
     try:
-        bridge_metrics._Call.__init__ = lambda self, *a: (counting(*a), original(self, *a))[1]  # type: ignore[method-assign]
+        bridge_metrics.GatewayMetrics.record = counting  # type: ignore[method-assign,assignment]
         with tracer.start_as_current_span("app"):
             assert httpx.post(chat_url(model), json=CHAT).status_code == 200
     finally:
-        bridge_metrics._Call.__init__ = original  # type: ignore[method-assign]
+        bridge_metrics.GatewayMetrics.record = original  # type: ignore[method-assign]
     assert started == []
     assert len(spans.http()) == 1

@@ -7,8 +7,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor
 from otel_portkey._contract.baggage_trust import BaggageTrust
-from otel_portkey._otel import instrumentor, metadata_context, sdk_internals
-from otel_portkey._otel.metadata_context import context_metadata
+from otel_portkey._otel import processor, sdk_internals
+from otel_portkey._otel.processor import context_metadata
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def test_without_the_processors_layout_the_bridge_adds_its_own_once(monkeypatch)
     assert sdk_internals.span_processors(provider) == ()
     for _ in range(3):
         PortkeyInstrumentor().instrument(tracer_provider=provider)
-        added = instrumentor._added[provider]
+        added = processor._added[provider]
         assert added.enabled
         PortkeyInstrumentor().uninstrument()
         assert not added.enabled
@@ -65,7 +65,7 @@ def test_baggage_is_read_alike_with_and_without_its_layout(monkeypatch):
     try:
         fast = context_metadata(trust=trust)
         monkeypatch.setattr(sdk_internals, "BAGGAGE_KEY", None)
-        monkeypatch.setattr(metadata_context, "_last", (metadata_context.NO_TRUST, {}, ()))  # no cache
+        monkeypatch.setattr(processor, "_last", (processor.NO_TRUST, {}, ()))  # no cache
         assert dict(sdk_internals.baggage_entries()) == {"portkey.metadata.team": "search"}
         assert context_metadata(trust=trust) == fast == (("team", "search"),)
     finally:

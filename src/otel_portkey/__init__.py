@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._otel.instrumentor import PortkeyInstrumentor
-    from ._otel.metadata_context import portkey_metadata
-    from ._otel.processor import PortkeySpanProcessor
+    from ._otel.processor import PortkeySpanProcessor, portkey_metadata
     from .exporter import PortkeySpanExporter
     from .feedback import record_feedback, record_feedback_async
 
@@ -23,7 +22,7 @@ _WHERE = {
     "PortkeyInstrumentor": "._otel.instrumentor",
     "PortkeySpanExporter": ".exporter",
     "PortkeySpanProcessor": "._otel.processor",
-    "portkey_metadata": "._otel.metadata_context",
+    "portkey_metadata": "._otel.processor",
     "record_feedback": ".feedback",
     "record_feedback_async": ".feedback",
 }

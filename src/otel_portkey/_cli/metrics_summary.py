@@ -25,8 +25,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from .._contract.call import ATTR_CACHE_STATUS, ATTR_PROVIDER
-from .._contract.call_metrics import ATTR_FALLBACK, METRIC_REQUEST_DURATION, METRIC_RETRIES
+from .._contract.call import (
+    ATTR_CACHE_STATUS,
+    ATTR_FALLBACK,
+    ATTR_PROVIDER,
+    METRIC_REQUEST_DURATION,
+    METRIC_RETRIES,
+)
 from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .._peers.otlp_receiver import _attributes, answer, relay
 

@@ -6,10 +6,6 @@ Portkey keeps ids only when they are W3C-shaped: 32 lowercase hex characters for
 
 from __future__ import annotations
 
-import random
-
-_SPAN_ID_BITS = 64
-
 
 def format_trace_id(trace_id: int) -> str:
     """Render an OTel trace id as 32 lowercase hex characters."""
@@ -19,15 +15,6 @@ def format_trace_id(trace_id: int) -> str:
 def format_span_id(span_id: int) -> str:
     """Render an OTel span id as 16 lowercase hex characters."""
     return format(span_id, "016x")
-
-
-def new_span_id(rng: random.Random | None = None) -> str:
-    """A fresh random, non-zero span id as 16 lowercase hex characters."""
-    draw = (rng or random).getrandbits
-    span_id = 0
-    while span_id == 0:
-        span_id = draw(_SPAN_ID_BITS)
-    return format_span_id(span_id)
 
 
 def is_trace_id(value: str) -> bool:

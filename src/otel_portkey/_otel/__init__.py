@@ -1,7 +1,6 @@
-"""The OpenTelemetry side of the bridge, in the order one request meets it: ``client_hooks`` (each
-HTTP client instrumentation's hooks, thin adapters) → ``propagator`` (no baggage to gateways) →
-``bridge`` (the request and response side: the contract's plan carried out) → ``headers`` (the one
-reader and writer of header mappings). Around them: ``instrumentor`` (installs it all),
-``processor`` (metadata on spans, the caller of each call), ``metadata_context``
-(``portkey_metadata``), ``streaming``, ``kept_trace_ids``, ``diagnostics`` (reporting once) and
-``sdk_internals`` (the SDK internals read where it has no public API)."""
+"""The OpenTelemetry side of the bridge. One gateway call passes, downward only: ``client_hooks``
+(the instrumentations' seams: hooks and the propagator) → ``bridge`` (the call's lifecycle object)
+→ ``processor`` (the context: metadata, the calling operation) → ``headers`` (the one reader and
+writer of header mappings) → ``_contract.call`` → ``_contract.metadata``. Around them, at install
+time or on rare paths: ``instrumentor`` (the installation, and its undo), ``diagnostics`` (reporting
+once), ``kept_trace_ids`` and ``sdk_internals`` (the SDK internals read where it has no public API)."""

@@ -1,37 +1,56 @@
-"""The bridge's hooks in every OTel HTTP client instrumentation, through its public ``instrument()``.
+"""The seams every OTel HTTP client instrumentation offers, and the bridge in each: its request hook,
+the global propagator's ``inject``, and its response hook.
 
 Each client's hooks are thin adapters: the request hook runs in the CLIENT span just before its
 instrumentation injects, finds the request's live header mapping, URL and method among its
 arguments, and hands them to :meth:`Bridge.on_request <otel_portkey._otel.bridge.Bridge.on_request>`
-(which decides whether the request is for a gateway, sets the Portkey headers, and leaves its
-decision for the propagator); the response hook hands the response's headers and stream to
-``Bridge.on_response``. (A request no bridge hook saw is still bridged by the propagator alone.)
+(which decides whether the request is for a gateway, sets the Portkey headers, makes the call's
+:class:`~otel_portkey._otel.bridge.GatewayCall`, and leaves its decision for the propagator); the
+response hook hands the response's headers and stream to ``Bridge.on_response``.
 
-Each instrumentation takes hooks only as keyword arguments of its public ``instrument(**kwargs)``,
-and ``opentelemetry-instrument`` calls it with none. So the bridge wraps ``instrument`` (and
-``uninstrument``) on each instrumentor class: every instrumentation made after the wrap calls the
-user's hook first, then the bridge's. Under ``opentelemetry-instrument`` that is every one of them,
-whatever the load order, because the wrap happens in the ``opentelemetry_pre_instrument`` entry
-point, before any instrumentor loads. An instrumentation made by hand before the bridge keeps its
-hooks as they were: its calls still carry the Portkey ids, but their spans do not get the gateway's
-answer, and the bridge says so once. The bridge's hooks act only while the bridge is installed;
-``uninstrument()`` takes the wrappers off. No private layout of another package is touched.
+:class:`PortkeyPropagator` wraps the global propagator: every instrumentation calls
+``opentelemetry.propagate.inject(carrier)`` inside the request's CLIENT span, with the live header
+mapping as the carrier, so the wrapper sees every instrumented request, whichever library sent it
+and in whatever order the instrumentations loaded. A Portkey-bound request gets ``traceparent`` as
+usual but **no baggage**: hosted Portkey merges every ``baggage`` entry into the request's metadata,
+so baggage sent there would log the bridge's own ``portkey.metadata.*`` entries a second time, carry
+values past Portkey's rules, and forward whatever an outside caller put into the app's inbound
+baggage. The metadata a gateway should see is already in ``x-portkey-metadata``, sanitised,
+budgeted and sent once. Requests to any other service keep their baggage. A request no bridge hook
+saw (its instrumentation was made before the bridge) is bridged here (``Bridge.on_inject``), from
+its span's attributes. Code that calls ``set_global_textmap`` after the bridge is installed
+replaces the wrapper; the next gateway call's request hook notices (:func:`keep_installed`) and
+wraps the new propagator (a composite that holds the old wrapper works too: a wrapper nested in
+another one only passes through).
+
+Hooks are given to each instrumentation through its public ``instrument(**kwargs)``, wrapped for
+that by the installation (``instrumentor``); the hooks act only while a bridge is active.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import inspect
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import wrapt
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry import baggage, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 
-from .bridge import Bridge
-from .diagnostics import report_once
-from .propagator import keep_installed
+from .bridge import Bridge, request_decision, span_url
+from .diagnostics import report_once, warn_once
+from .headers import has_portkey_header, remove_baggage
 
 _active: list[Bridge] = []  # the installed bridge, if any (read with ``_bridge()``)
 
@@ -46,9 +65,6 @@ def _bridge() -> Bridge | None:
 def activate(bridge: Bridge | None) -> None:
     """Make ``bridge`` the one the composed hooks call (None: they do nothing)."""
     _active[:] = [bridge] if bridge is not None else []
-
-
-_MARK = "_otel_portkey_hook"
 
 
 @dataclass(frozen=True)
@@ -97,8 +113,15 @@ def httpx_hooks(bridge_of: BridgeOf = _bridge) -> dict[str, Callable[..., Any]]:
 
     def response_hook(span: Any, request: Any, response: Any) -> None:
         bridge = bridge_of()
-        if bridge is not None:
-            bridge.on_response(span, response, _httpx_answer, ("close",), ("aclose",))  # guarded inside
+        call = bridge.call_of(span) if bridge is not None else None
+        if bridge is None or call is None:  # not a Portkey-bound call's: its answer is not read
+            return
+        try:
+            headers, stream, status = response.headers, response.stream, response.status_code
+        except Exception as error:
+            report_once("recording the Portkey response", error)
+            return
+        bridge.on_response(span, call, headers, stream, status, ("close",), ("aclose",))
 
     async def async_request_hook(span: Any, request: Any) -> None:
         request_hook(span, request)
@@ -114,15 +137,13 @@ def httpx_hooks(bridge_of: BridgeOf = _bridge) -> dict[str, Callable[..., Any]]:
     }
 
 
-def _httpx_answer(response: Any) -> tuple[Any, Any]:
-    return response.headers, response.stream
-
-
-def _answer(response: Any) -> tuple[Any, Any]:
-    """Headers and stream of a requests, urllib, urllib3 or aiohttp response; no stream when its
-    body is already read (requests without ``stream=True``)."""
+def _answer(response: Any) -> tuple[Any, Any, object]:
+    """Headers, stream and status of a requests, urllib, urllib3 or aiohttp response; no stream
+    when its body is already read (requests without ``stream=True``)."""
     body = getattr(response, "raw", None) or response  # requests keeps the stream in ``raw``
-    return response.headers, None if getattr(body, "closed", False) is True else response
+    stream = None if getattr(body, "closed", False) is True else response
+    status = getattr(response, "status_code", None)  # requests; urllib, urllib3, aiohttp: ``status``
+    return response.headers, stream, status if status is not None else getattr(response, "status", None)
 
 
 def _client_hooks(
@@ -149,14 +170,18 @@ def _client_hooks(
 
         def response_hook(span: Any, *args: Any) -> None:
             bridge = bridge_of()
-            if bridge is None:
+            call = bridge.call_of(span) if bridge is not None else None
+            if bridge is None or call is None:  # not a Portkey-bound call's: its answer is not read
                 return
             try:
                 response = response_of(*args)
-            except Exception:
+                if response is None:
+                    return
+                headers, stream, status = _answer(response)
+            except Exception as error:
+                report_once("recording the Portkey response", error)
                 return
-            if response is not None:
-                bridge.on_response(span, response, _answer, closers)  # guarded inside
+            bridge.on_response(span, call, headers, stream, status, closers)
 
         return {"request_hook": request_hook, "response_hook": response_hook}
 
@@ -240,97 +265,142 @@ CLIENTS = (
 HTTPX_CLIENTS = CLIENTS[:2]  # the bridge instruments these itself when nobody else does
 
 
-def _called_as(user: Any, ours: Callable[..., Any]) -> bool:
-    """Whether the instrumentation would call ``user``, passed alone where ``ours`` goes.
+# ---- the propagator -----------------------------------------------------------------------------
 
-    Each one documents and checks its hooks so: all of them call a hook only when it is
-    ``callable``, and httpx takes an ``async_request_hook`` / ``async_response_hook`` only when it
-    is a coroutine function (``inspect.iscoroutinefunction``, as it tests it), silently ignoring
-    anything else. The bridge's coroutine hooks are exactly those two.
-    """
-    if inspect.iscoroutinefunction(ours):
-        return inspect.iscoroutinefunction(user)
-    return callable(user)
+INSTRUMENTATION_SCOPES = ("opentelemetry.instrumentation.",)  # requests, urllib, urllib3, aiohttp, httpx
+
+_injecting: ContextVar[bool] = ContextVar("otel_portkey_injecting", default=False)
 
 
-def _composed(user: Any, ours: Callable[..., Any]) -> Callable[..., Any]:
-    """``user`` then ``ours``, as one hook of the same kind (coroutine functions stay coroutines).
+class PortkeyPropagator(TextMapPropagator):
+    """Wraps ``inner``; on a Portkey-bound request it injects no baggage and, unless a bridge hook
+    already did, lets ``bridge`` add the Portkey headers (see the module docstring)."""
 
-    A ``user`` hook the instrumentation would ignore (see ``_called_as``) is ignored here too,
-    and only ``ours`` runs. An exception from ``user`` leaves the composed hook as it would leave
-    the instrumentation's own call of it (``ours`` does not run then).
-    """
-    # ``is True``: any attribute of a ``Mock`` hook is a truthy Mock, and a Mock is a hook to call
-    if user is None or getattr(user, _MARK, False) is True or not _called_as(user, ours):
-        composed = ours
-    elif inspect.iscoroutinefunction(ours):
+    def __init__(self, inner: TextMapPropagator, bridge: Bridge) -> None:
+        self.inner = inner
+        self.bridge = bridge
+        self.enabled = True  # False once the bridge is uninstrumented: a wrapper left behind passes through
 
-        async def composed(*args: Any) -> None:
-            await user(*args)
-            await ours(*args)
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        if self.bridge.processor_pending is not None:  # a tracer provider set after instrument():
+            try:  # found before this inbound request's server span starts
+                self.bridge.look_for_processor()
+            except Exception as error:
+                report_once("looking for the tracer provider", error)
+        return self.inner.extract(carrier, context, getter)
 
-    else:
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        decided = request_decision.get()
+        if decided is not None and decided.carrier_id == id(carrier) and not decided.bound:  # the usual case
+            request_decision.set(None)  # used: a later mapping at the same address is another request
+            self.inner.inject(carrier, context, setter)
+            return
+        if not self.enabled or _injecting.get():  # off, or nested in another PortkeyPropagator
+            self.inner.inject(carrier, context, setter)
+            return
+        span = trace.get_current_span(context)
+        try:
+            span_id = span.get_span_context().span_id
+            if decided is not None and decided.span_id == span_id and span_id:  # the request hook's
+                bound, hooked, had_baggage = decided.bound, True, decided.baggage
+            else:  # no bridge hook saw this request (its instrumentation was made before the bridge)
+                bound, hooked, had_baggage = self._bound(span, carrier), False, True
+        except Exception:  # never raise into the request: inject as if the bridge were not here
+            bound = False
+        if not bound:
+            self.inner.inject(carrier, context, setter)
+            return
+        token = _injecting.set(True)
+        try:
+            self.inner.inject(carrier, baggage.clear(context), setter)
+        finally:
+            _injecting.reset(token)
+        if had_baggage:  # a baggage header already there (an SDK that injects itself) must not
+            with contextlib.suppress(Exception):  # reach Portkey either
+                remove_baggage(carrier)
+        if not hooked:
+            self.bridge.on_inject(span, carrier, setter)  # guarded inside
+            keep_installed()
 
-        def composed(*args: Any) -> None:
-            user(*args)
-            ours(*args)
+    def _bound(self, span: Any, carrier: Any) -> bool:
+        """Whether a request no bridge hook saw goes to a gateway (by the URL on its CLIENT span, or
+        an ``x-portkey-*`` header it already has).
 
-    setattr(composed, _MARK, True)
-    return composed
+        Only a span made by an OTel instrumentation counts: an SDK that traces itself (anthropic
+        does) and injects inside its own span would otherwise get the ids of that span, and the HTTP
+        span inside it would find them already set. (A non-recording span has no scope to check: in
+        an unsampled trace such an SDK's own inject can still set the ids first.)
+        """
+        url = span_url(span)  # the cheap negative checks first: most requests are not for a gateway
+        if not (url and self.bridge.url_is_gateway(url)) and not has_portkey_header(carrier):
+            return False
+        scope = getattr(span, "instrumentation_scope", None)
+        return scope is None or str(getattr(scope, "name", "")).startswith(INSTRUMENTATION_SCOPES)
 
-
-# (class, method) -> (whether the class defined the method itself, the wrapper put there)
-_wrapped: dict[tuple[type[Any], str], tuple[bool, object]] = {}
-_with_our_hooks: set[type[Any]] = set()  # instrumented through the wrapper, not uninstrumented since
-
-
-def _instrument_wrapper(client: Client) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        ours = client.hooks(_bridge)
-        kwargs = {**kwargs, **{key: _composed(kwargs.get(key), hook) for key, hook in ours.items()}}
-        result = wrapped(*args, **kwargs)
-        _with_our_hooks.add(type(instance))
-        return result
-
-    return wrapper
+    @property
+    def fields(self) -> set[str]:
+        return self.inner.fields
 
 
-def _uninstrument_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    _with_our_hooks.discard(type(instance))
-    return wrapped(*args, **kwargs)
+# The installed wrapper, and the ones it replaced when the global propagator was set again after it
+# (perhaps still inside a composite); all of them are switched off on uninstall. Module-level
+# because ``keep_installed`` runs from every bound request's hook, which has no other way to them.
+_installed: list[PortkeyPropagator] = []
+_changing = threading.Lock()  # install, rewrap and uninstall one at a time
 
 
-def attach() -> list[str]:
-    """Wrap ``instrument``/``uninstrument`` of every installed client instrumentor (once); returns
-    the names of those already instrumented without the bridge's hooks."""
-    late = []
-    for client in CLIENTS:
-        cls = client.instrumentor_class()
-        if cls is None:
-            continue
-        if (cls, "instrument") not in _wrapped:
-            for method, wrapper in (
-                ("instrument", _instrument_wrapper(client)),
-                ("uninstrument", _uninstrument_wrapper),
-            ):
-                own = method in cls.__dict__
-                _wrapped[(cls, method)] = (own, wrapt.wrap_function_wrapper(cls, method, wrapper))
-        if cls().is_instrumented_by_opentelemetry and cls not in _with_our_hooks:
-            late.append(client.name)
-    return late
+def install_propagator(bridge: Bridge) -> PortkeyPropagator:
+    """Wrap the global propagator."""
+    with _changing:
+        wrapper = PortkeyPropagator(propagate.get_global_textmap(), bridge)
+        propagate.set_global_textmap(wrapper)
+        _installed[:] = [wrapper]
+        return wrapper
 
 
-def detach() -> None:
-    """Put every wrapped method back, unless something wrapped it again over the bridge's wrapper
-    (that one is left in place, and with it ours, which does nothing once the bridge is gone)."""
-    for (cls, method), (own, wrapper) in list(_wrapped.items()):
-        del _wrapped[(cls, method)]
-        if cls.__dict__.get(method) is not wrapper:
-            continue
-        if own:
-            unwrap(cls, method)
-        else:  # inherited: the class gets its base's method again
-            delattr(cls, method)
-    _with_our_hooks.difference_update(
-        {c for c in _with_our_hooks if not c().is_instrumented_by_opentelemetry}
-    )
+def keep_installed() -> None:
+    """Wrap the global propagator again if something replaced the bridge's after it was installed;
+    never raises."""
+    try:
+        ours = _installed[-1]
+        current = propagate.get_global_textmap()
+    except Exception:  # not installed, or uninstalled meanwhile by another thread
+        return
+    if current is ours:
+        return
+    with _changing:
+        if not _installed or _installed[-1] is not ours or propagate.get_global_textmap() is not current:
+            return  # uninstalled, or rewrapped by another thread, meanwhile
+        try:
+            warn_once(
+                "propagator replaced",
+                "otel-portkey: the global propagator was replaced after the bridge was installed; "
+                "wrapping the new one so that gateway requests still carry no baggage",
+            )
+            # A new wrapper around whatever is there now (a composite holding the old wrapper too: a
+            # wrapper nested in another one only passes through), never a mutation of the old one.
+            wrapper = PortkeyPropagator(current, ours.bridge)
+            _installed.append(wrapper)
+            propagate.set_global_textmap(wrapper)
+        except Exception as error:  # never raise into the request
+            report_once("rewrapping the global propagator", error)
+
+
+def uninstall_propagator() -> None:
+    """Switch every wrapper off and give the global propagator back, unless someone replaced it."""
+    with _changing:
+        for wrapper in _installed:
+            wrapper.enabled = False
+        if _installed and propagate.get_global_textmap() is _installed[-1]:
+            propagate.set_global_textmap(_installed[-1].inner)
+        _installed.clear()
+
+
+def after_fork_in_child() -> None:
+    """A forked child starts with the lock free (a fork taken while a thread held it would hang)."""
+    global _changing
+    _changing = threading.Lock()

@@ -34,6 +34,10 @@ class PortkeyTraceIds:
         with self._lock:
             return self._ids.get(otel_trace_id)
 
+    def after_fork_in_child(self) -> None:
+        """A forked child starts with the lock free (a fork taken while a thread held it would hang)."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._ids)
 
