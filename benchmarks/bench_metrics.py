@@ -72,16 +72,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_portkey import PortkeySpanProcessor
-from otel_portkey._contract.call_metrics import (
+from otel_portkey._contract.call import (
     ATTR_MODEL,
     METRIC_REQUEST_DURATION,
     METRIC_RETRIES,
     AttributeBound,
     call_attributes,
 )
-from otel_portkey._otel.bridge import Bridge
+from otel_portkey._otel.bridge import Bridge, GatewayCall, GatewayMetrics, _host, call_of
 from otel_portkey._otel.client_hooks import httpx_hooks
-from otel_portkey._otel.metrics import GatewayMetrics, _host, call_of
 from otel_portkey._otel.processor import Caller
 from otel_portkey.config import PortkeySettings
 
@@ -277,6 +276,12 @@ class _HookPath:
         return call
 
 
+def start_call(metrics: GatewayMetrics, span: Any) -> None:
+    """What the request side does for a bound call's metrics: a GatewayCall in for ``span.end``,
+    with the point due when the span ends (when a MeterProvider is there)."""
+    GatewayCall.begin(span, metrics if metrics.ready() else None, _host(URL), CHAT_CALLER, None, hooked=True)
+
+
 class _Idle:
     """An instrument that does nothing, not even the API's no-op dispatch."""
 
@@ -288,7 +293,7 @@ class _Idle:
 
 
 class _NoRecord(GatewayMetrics):
-    """The _Call machinery alone: a point is due when the span ends, and nothing is recorded."""
+    """The GatewayCall's point machinery alone: a point is due when the span ends, and nothing is recorded."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -314,7 +319,7 @@ OFF = "bridge, metrics off"
 # path, so the paired differences say what each part costs where it runs (the steps cost more here
 # than in a tight loop: the call's other work keeps the caches cold). (name, metrics, compared with)
 NO_METER_PROVIDER = "metrics on, no MeterProvider (one check, then nothing)"
-CALL = "GatewayMetrics.start and the _Call at span end (record does nothing)"
+CALL = "the GatewayCall's point at span end (record does nothing)"
 ATTRIBUTES = "+ the point's attributes and context (instruments do nothing)"
 HISTOGRAM = "+ SDK histogram, exemplars always_off (no counter)"
 COUNTER = "+ SDK counter too (adds only for a new series), exemplars always_off"
@@ -435,7 +440,7 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
         def make() -> list[Any]:
             batch = spans()
             for span in batch:
-                metrics.start(span, URL, CHAT_CALLER)
+                start_call(metrics, span)
                 call = call_of(span)
                 assert call is not None
                 call.answered_with(ANSWER, 200)
@@ -460,10 +465,10 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
         retries[name].add(0, bounded, context=context)
 
     def start(s: Any) -> None:
-        traced.start(s, URL, CHAT_CALLER)
+        start_call(traced, s)
 
     def start_noop(s: Any) -> None:
-        noop.start(s, URL, CHAT_CALLER)
+        start_call(noop, s)
 
     def answer(s: Any) -> None:
         call_of(s).answered_with(ANSWER, 200)  # type: ignore[union-attr]
@@ -517,7 +522,7 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
             figures["start"] + figures["answer"] + figures[f"end, {name}"] - figures["plain end"]
         )
     labels = [
-        ("start", "request side: `GatewayMetrics.start` (a `_Call` in for `span.end`)"),
+        ("start", "request side: `GatewayCall.begin` (the call in for `span.end`)"),
         ("_host", "&emsp;of which `_host(url)` (`urlsplit(url).hostname`, cached per URL)"),
         ("start, no MeterProvider", "request side, no MeterProvider: `GatewayMetrics.start` returns at once"),
         ("answer", "response side: `call_of(span)` + `answered_with`"),

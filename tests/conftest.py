@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
 
 import pytest
 from hypothesis import settings
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -91,6 +94,44 @@ def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: py
         raise AssertionError(f"{request.node.nodeid} is a unit test and started a child process")
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
+def _context_variables() -> list[ContextVar[Any]]:
+    """The module-level context variables of the bridge's modules (the request's decision, ...),
+    wherever they live."""
+    found: dict[int, ContextVar[Any]] = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("otel_portkey") and module is not None:
+            for value in list(vars(module).values()):
+                if isinstance(value, ContextVar):
+                    found[id(value)] = value
+    return list(found.values())
+
+
+@pytest.fixture(autouse=True)
+def _bridge_globals_restored() -> Iterator[None]:
+    """Module globals a test may change are put back after it, whether it passed or not:
+    ``opentelemetry-instrument``'s in-progress flag (``instrumentor._auto_instrumenting``), the
+    global propagator, and the bridge's context variables (the request's decision).
+
+    Named to sort before ``_clean_instrumentation``: pytest sets a file's autouse fixtures up in name
+    order, so this one is torn down last, after the bridge is uninstrumented."""
+    from otel_portkey._otel import instrumentor
+
+    missing = object()
+    auto_instrumenting = getattr(instrumentor, "_auto_instrumenting", missing)
+    textmap = propagate.get_global_textmap()
+    unset = object()
+    variables = [(variable, variable.get(unset)) for variable in _context_variables()]
+    try:
+        yield
+    finally:
+        if auto_instrumenting is not missing and hasattr(instrumentor, "_auto_instrumenting"):
+            instrumentor._auto_instrumenting = auto_instrumenting
+        propagate.set_global_textmap(textmap)
+        for variable, value in variables:
+            if value is not unset:
+                variable.set(value)
 
 
 @pytest.fixture(autouse=True)

@@ -206,6 +206,7 @@ class Apps:
         self._lock = threading.Lock()
         self._processes: list[subprocess.Popen[str]] = []
         self._errors: list[str] = []
+        self._readers: list[threading.Thread] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
         first = 0
         for number, runs in enumerate(kinds, 1):
@@ -227,7 +228,9 @@ class Apps:
                 command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
             )
             self._processes.append(process)
-            threading.Thread(target=self._read, args=(process,), daemon=True).start()
+            reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+            reader.start()
+            self._readers.append(reader)
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
@@ -251,10 +254,15 @@ class Apps:
         """Until ``runs`` runs have been reported (or every process ended, or ``timeout``)."""
         deadline = time.monotonic() + timeout
         while self.done() < runs and time.monotonic() < deadline:
-            if all(p.poll() is not None for p in self._processes) and self.done() < runs:
-                time.sleep(0.2)  # the reader threads may still hold lines
+            if all(p.poll() is not None for p in self._processes):
+                self._join_readers(deadline)  # every process ended: its last lines are being read
                 break
             time.sleep(0.05)
+
+    def _join_readers(self, deadline: float) -> None:
+        """Until every reader thread has read its process's output to the end (or ``deadline``)."""
+        for reader in self._readers:
+            reader.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def wait(self, timeout: float) -> list[str]:
         """Wait for every process to end; returns the stderr of those that failed."""
@@ -268,7 +276,7 @@ class Apps:
             if process.returncode != 0:
                 assert process.stderr is not None
                 failures.append(process.stderr.read()[-3000:])
-        time.sleep(0.2)
+        self._join_readers(time.monotonic() + 10)  # the reports of the last runs are in ``sent``
         return failures
 
     def stop(self) -> None:

@@ -6,14 +6,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from otel_portkey._contract.call_metrics import is_fallback
+from otel_portkey._contract.call import is_fallback
 from otel_portkey.testing import ANSWER, OtlpReceiver, free_port
+
+from scale_out import wait_until
 
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
 
@@ -33,15 +34,25 @@ def gateway_processes(port):
     return found.stdout.split()
 
 
-def assert_correlated(result):
+def assert_the_bridge_sent(result):
+    """What the bridge sent, as the recording hop in front of the gateway received it: each call's
+    OTel trace id, HTTP span id and calling span's name. No gateway's answer is read here."""
     assert result["answer"] == f"The result is {ANSWER:,}."
-    assert result["all_correlated"] is True
     assert len(result["calls"]) == 4
     for call in result["calls"]:
         assert call["sent"]["x-portkey-trace-id"] == call["otel_trace_id"] == result["trace_id"]
         assert call["sent"]["x-portkey-parent-span-id"] == call["http_span_id"]
-        assert call["echoed"] == result["trace_id"], "what the gateway itself answered"
         assert call["sent"]["x-portkey-span-name"] == call["caller"] == "chat gpt-4o"
+
+
+def assert_the_real_gateway_answered(result):
+    """What the real OSS gateway answered, as the hop recorded it: the trace id it echoed for each
+    call (the demo's verdict rests on it), and the metrics count its answers. Only for runs through
+    the real gateway: the stand-in's answers copy the bridge's own headers."""
+    assert_the_bridge_sent(result)
+    for call in result["calls"]:
+        assert call["echoed"] == result["trace_id"], "what the gateway itself answered"
+    assert result["all_correlated"] is True
     assert_metrics(result)
 
 
@@ -63,8 +74,8 @@ def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway i
     run = demo("--json", "--port", str(port))
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert_correlated(result)
     assert result["gateway"] == "OSS Portkey gateway 1.15.2"
+    assert_the_real_gateway_answered(result)
     assert {"seed agent run", "invoke_agent", "execute_tool multiply"} <= {s["name"] for s in result["spans"]}
     assert gateway_processes(port) == []
 
@@ -87,12 +98,18 @@ def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
 
 @pytest.mark.integration
 def test_demo_without_node_uses_the_labelled_stand_in(tmp_path):
+    """Without Node.js the demo runs the built-in stand-in and says so. Asserted: the label, the model's
+    answer relayed, what the bridge sent (recorded by the hop in front of the stand-in) and the calls
+    the bridge counted. Not asserted: anything the stand-in answered (its trace id echo and provider
+    are copies of the bridge's own headers, the rest is fixed); the tests above assert what a
+    gateway answers, against the real one."""
     run = demo("--json", env={"PATH": str(tmp_path)})  # no node, no npm
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert "stand-in" in result["gateway"]
     assert "not the real gateway" in result["gateway"]
-    assert_correlated(result)
+    assert_the_bridge_sent(result)
+    assert result["metrics"]["calls"] == 4
 
 
 @pytest.mark.integration
@@ -110,8 +127,8 @@ def test_demo_with_a_running_gateway(oss_gateway):
     run = demo("--json", "--gateway-url", oss_gateway.base_url)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert result["gateway"] == f"gateway at {oss_gateway.base_url}"
-    assert_correlated(result)
+    assert result["gateway"] == f"gateway at {oss_gateway.base_url}"  # the fixture's: the real gateway
+    assert_the_real_gateway_answered(result)
 
 
 @pytest.mark.integration
@@ -164,16 +181,14 @@ def test_ctrl_c_stops_everything(oss_gateway):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not gateway_processes(port) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert gateway_processes(port), "the gateway started"
+    assert wait_until(lambda: gateway_processes(port), timeout=60, interval=0.1), "the gateway started"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted" in stderr
-    time.sleep(0.5)
-    assert gateway_processes(port) == []
+    assert wait_until(lambda: gateway_processes(port) == [], timeout=10, interval=0.1), gateway_processes(
+        port
+    )
 
 
 MISSING_EXTRA = "otel-portkey demo needs the 'demo' extra: pip install 'otel-portkey[demo]' (missing: {})"

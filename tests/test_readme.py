@@ -7,8 +7,14 @@ download caches (pip, npm, the pinned gateway) and the machine's pip settings ar
 so an empty HOME does not mean downloading everything again, and pip installs the versions
 ``constraints.txt`` pins; and the
 ``docker compose ... up jaeger collector`` line, which needs a Docker engine, is played by the
-fixtures: the same ``collector-config.yaml`` on the same host ports (127.0.0.1:4317 and :4318),
-forwarding to a real Jaeger.
+fixtures: the same ``collector-config.yaml``, forwarding to a real Jaeger.
+
+The README's fixed ports (the gateway's 8787, the Collector's 4317 and 4318) may be busy on the
+machine that runs the tests: the commands run with free ports put in their place (``--port N`` for
+the gateway, the URLs of the ``export`` lines), and the gateway's output is compared with the README
+once its port is put back. What the fixed ports themselves are is checked without binding them:
+``otel-portkey gateway`` serves 8787 when given no port, and the compose file publishes the
+Collector on 4317 and 4318.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_portkey.testing import cache_root
+from otel_portkey.testing import cache_root, free_port
 
 from components import ROOT, Collector, attribute, span_id
 from conftest import PORTKEY_STANDIN_KEY
@@ -38,6 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 README = ROOT / "README.md"
 SECTION = "## Quick start"
 LONG_RUNNING = "# runs until Ctrl-C"
+GATEWAY_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT = 8787, 4317, 4318  # the README's
 
 
 @dataclass
@@ -67,14 +74,33 @@ def quick_start(text: str) -> QuickStart:
     return found
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind (TIME_WAIT is fine)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def on_ports(command: str, ports: dict[int, int]) -> str:
+    """A README command with the README's ports replaced by ``ports`` (README port: the one to use):
+    in ``127.0.0.1:PORT`` and ``localhost:PORT``, and as ``--port N`` for ``otel-portkey gateway``."""
+
+    def moved(match: re.Match[str]) -> str:
+        return f"{match[1]}:{ports.get(int(match[2]), int(match[2]))}"
+
+    command = re.sub(r"\b(127\.0\.0\.1|localhost):(\d+)\b", moved, command)
+    if re.match(r"otel-portkey gateway(?!\S)", command) and "--port" not in command:
+        command = command.replace(
+            "otel-portkey gateway", f"otel-portkey gateway --port {ports[GATEWAY_PORT]}", 1
+        )
+    left = [port for port in ports if re.search(rf":{port}\b|--port {port}\b", command)]
+    assert not left, f"README port {left} in a form the test does not move: {command}"
+    return command
+
+
+def default_gateway_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The port ``otel-portkey gateway`` serves when given none (its ``serve`` is not run)."""
+    from otel_portkey import _cli
+    from otel_portkey._cli import gateway
+
+    served: list[int] = []
+    monkeypatch.setattr(gateway, "serve", lambda port: served.append(port) or 0)
+    assert _cli.main(["gateway"]) == 0
+    (port,) = served
+    return port
 
 
 def listening(port: int) -> bool:
@@ -204,43 +230,53 @@ def quiet(result: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.fixture
-def collector_on_the_readme_ports(go_binaries, jaeger, portkey_standin):
-    for port in (4317, 4318):
-        assert port_is_free(port), f"port {port} is in use: the README's Collector needs it"
+def readme_ports():
+    """The ports the quick start runs on: a free one for each of the README's (README port: free)."""
+    return {port: free_port() for port in (GATEWAY_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT)}
+
+
+@pytest.fixture
+def collector_for_the_readme(go_binaries, jaeger, portkey_standin, readme_ports):
     server = Collector(
         go_binaries["OTELCOL"],
         jaeger.otlp_grpc,
         f"{portkey_standin.endpoint}/v1/otel",
         PORTKEY_STANDIN_KEY,
-        grpc_port=4317,
-        http_port=4318,
+        grpc_port=readme_ports[OTLP_GRPC_PORT],
+        http_port=readme_ports[OTLP_HTTP_PORT],
     )
     yield server
     server.stop()
 
 
-def test_the_quick_start_works_as_written(tmp_path, oss_gateway, jaeger, portkey_standin, request):
+def test_the_quick_start_works_as_written(
+    tmp_path, oss_gateway, jaeger, portkey_standin, readme_ports, monkeypatch, request
+):
     guide = quick_start(README.read_text())
     newcomer = Newcomer(tmp_path)
     for name, body in guide.files.items():
         (newcomer.cwd / name).write_text(body)
     assert "app.py" in guide.files
-    assert port_is_free(8787), "port 8787 is in use: the README's gateway needs it"
+    commands = [on_ports(command, readme_ports) for command in guide.commands]
+    gateway_port = readme_ports[GATEWAY_PORT]
 
     gateway = None
     ran: list[str] = []
     try:
-        for command in guide.commands:
+        for command in commands:
             if command.startswith("docker compose"):
                 assert_compose_serves_the_readme_ports(command)
-                request.getfixturevalue("collector_on_the_readme_ports")
-                ran.append("compose: collector-config.yaml on 4317/4318, Jaeger")
+                request.getfixturevalue("collector_for_the_readme")
+                ran.append("compose: collector-config.yaml (on free ports), Jaeger")
                 continue
             if command.endswith(LONG_RUNNING):
+                assert default_gateway_port(monkeypatch) == GATEWAY_PORT, "the README's gateway port"
                 gateway = newcomer.start(command.removesuffix(LONG_RUNNING).strip())
                 printed = wait_for_gateway(gateway)
-                assert_gateway_output_as_shown(printed, guide)
-                assert exports_in(printed).items() <= exports_in("\n".join(guide.commands)).items(), (
+                assert_gateway_output_as_shown(
+                    re.sub(rf"127\.0\.0\.1:{gateway_port}\b", f"127.0.0.1:{GATEWAY_PORT}", printed), guide
+                )
+                assert exports_in(printed).items() <= exports_in("\n".join(commands)).items(), (
                     "the README's export line holds what the gateway prints"
                 )
                 ran.append(command)
@@ -270,7 +306,7 @@ def test_the_quick_start_works_as_written(tmp_path, oss_gateway, jaeger, portkey
         assert gateway is not None, "the quick start starts a gateway"
     finally:
         if gateway is not None:
-            stop_like_ctrl_c(gateway)
+            stop_like_ctrl_c(gateway, gateway_port)
 
 
 def wait_for_gateway(process: subprocess.Popen[str], timeout: float = 120) -> str:
@@ -298,8 +334,8 @@ def assert_gateway_output_as_shown(printed: str, guide: QuickStart) -> None:
     assert normal(printed) in [normal(block) for block in guide.outputs]
 
 
-def stop_like_ctrl_c(process: subprocess.Popen[str]) -> None:
-    """Ctrl-C: the command stops every server it started, and nothing is left listening."""
+def stop_like_ctrl_c(process: subprocess.Popen[str], port: int) -> None:
+    """Ctrl-C: the command stops every server it started, and nothing is left listening on ``port``."""
     below = descendants(process.pid)
     assert below, "the gateway runs node as a child process"
     process.send_signal(signal.SIGINT)
@@ -310,7 +346,7 @@ def stop_like_ctrl_c(process: subprocess.Popen[str]) -> None:
     while any(alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in below if alive(pid)] == []
-    assert not listening(8787)
+    assert not listening(port)
 
 
 def assert_compose_serves_the_readme_ports(command: str) -> None:
@@ -324,7 +360,9 @@ def assert_compose_serves_the_readme_ports(command: str) -> None:
     assert (
         "../collector-config.yaml:/etc/otelcol/collector-config.yaml:ro" in services["collector"]["volumes"]
     )
-    assert {"127.0.0.1:4317:4317", "127.0.0.1:4318:4318"} <= set(services["collector"]["ports"])
+    assert {f"127.0.0.1:{port}:{port}" for port in (OTLP_GRPC_PORT, OTLP_HTTP_PORT)} <= set(
+        services["collector"]["ports"]
+    )
     assert "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
 
 
