@@ -169,9 +169,9 @@ def payloads(traces: int, traces_per_request: int) -> list[bytes]:
     return bodies
 
 
-def send(url: str, bodies: list[bytes], connections: int = 4) -> int:
-    """POST every body to ``url`` (OTLP/HTTP /v1/traces); a refusal (429/503) is retried after 50 ms.
-    Returns the number of refusals."""
+def send(url: str, bodies: list[bytes], headers: dict[str, str], connections: int = 4) -> int:
+    """POST every body to ``url`` (OTLP/HTTP /v1/traces) with ``headers`` (the tier's token); a refusal
+    (429/503) is retried after 50 ms. Returns the number of refusals."""
     host, port = url.removeprefix("http://").split(":")
     refused = 0
     lock = threading.Lock()
@@ -183,7 +183,7 @@ def send(url: str, bodies: list[bytes], connections: int = 4) -> int:
             local.connection = http.client.HTTPConnection(host, int(port), timeout=60)
         while True:
             local.connection.request(
-                "POST", "/v1/traces", body=body, headers={"content-type": "application/x-protobuf"}
+                "POST", "/v1/traces", body=body, headers={"content-type": "application/x-protobuf", **headers}
             )
             response = local.connection.getresponse()
             response.read()
@@ -255,7 +255,7 @@ def through(bodies: list[bytes], entry: Otelcol, done: Callable[[], bool], pids:
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     own = os.times()
     started = time.perf_counter()
-    refused = send(entry.otlp_http, bodies)
+    refused = send(entry.otlp_http, bodies, entry.auth_headers)
     ingested = time.perf_counter() - started
     if not wait_until(done, timeout=600, interval=0.05):
         raise RuntimeError("the pipeline did not finish within 10 minutes")
@@ -368,7 +368,7 @@ def bench_disk(binaries: dict[str, str], traces: int, per_request: int) -> str:
         collector = Otelcol(binaries["OTELCOL"], COLLECTOR_CONFIG, env, serve_own_metrics=True)
         try:
             empty = directory_bytes(storage)
-            send(collector.otlp_http, bodies)
+            send(collector.otlp_http, bodies, collector.auth_headers)
             time.sleep(2)
             queued = collector.metrics()
             used = directory_bytes(storage) - empty
@@ -395,7 +395,7 @@ def bench_disk(binaries: dict[str, str], traces: int, per_request: int) -> str:
         balancer = Otelcol(binaries["OTELCOL"], LOADBALANCER_CONFIG, env)
         try:
             empty = directory_bytes(storage)
-            send(balancer.otlp_http, bodies)
+            send(balancer.otlp_http, bodies, balancer.auth_headers)
             time.sleep(2)
             in_queue = balancer.metrics().total("otelcol_exporter_queue_size", exporter="load_balancing")
             used = directory_bytes(storage) - empty
@@ -434,7 +434,7 @@ def bench_memory(binaries: dict[str, str], traces: int, per_request: int) -> str
         try:
             time.sleep(1)
             before = rss_bytes(sampler.pid)
-            send(sampler.otlp_http, bodies)
+            send(sampler.otlp_http, bodies, sampler.auth_headers)
             wait_until(
                 lambda: (
                     sampler.metrics().total("otelcol_processor_tail_sampling_sampling_traces_on_memory")

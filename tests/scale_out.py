@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -37,10 +38,21 @@ DEBUG_OVERLAY = (
 )
 
 
+def new_token() -> str:
+    """A fresh bearer token for the tier's receivers (OTELCOL_BEARER_TOKEN)."""
+    return secrets.token_urlsafe(24)
+
+
+def otlp_headers(token: str) -> str:
+    """OTEL_EXPORTER_OTLP_HEADERS for an app that exports to the tier (values are URL-encoded)."""
+    return f"Authorization=Bearer%20{token}"
+
+
 class Otelcol(_Process):
     """The built Collector running ``config`` (plus ``overlays``, further ``--config`` sources) with
     ``env``; its receiver, health and own-metrics ports are free 127.0.0.1 ports. ``kill()`` then
-    ``restart()`` runs it anew on the same ports (and so the same storage directory)."""
+    ``restart()`` runs it anew on the same ports (and so the same storage directory).
+    ``auth_headers`` is what a client sends the tier's receivers (from ``env``'s OTELCOL_BEARER_TOKEN)."""
 
     def __init__(
         self,
@@ -77,6 +89,11 @@ class Otelcol(_Process):
         return f"http://127.0.0.1:{self.ports['HTTP']}"
 
     @property
+    def auth_headers(self) -> dict[str, str]:
+        token = self.env.get("OTELCOL_BEARER_TOKEN")
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    @property
     def pid(self) -> int:
         assert self.process is not None, "not started"
         return self.process.pid
@@ -105,10 +122,16 @@ def kept_spans_logged(log: str) -> dict[str, set[str]]:
 
 
 def collector_env(
-    jaeger_otlp_grpc: str, portkey_endpoint: str, api_key: str, storage_dir: Path
+    jaeger_otlp_grpc: str,
+    portkey_endpoint: str,
+    api_key: str,
+    storage_dir: Path,
+    token: str | None = None,
 ) -> dict[str, str]:
-    """collector-config.yaml's variables for one Collector of the tier (its ports are set by Otelcol)."""
+    """collector-config.yaml's variables for one Collector of the tier (its ports are set by Otelcol),
+    and the tier's bearer token (``token``, else a fresh one)."""
     return {
+        "OTELCOL_BEARER_TOKEN": token or new_token(),
         "OTELCOL_METRICS_LEVEL": "detailed",
         "OTELCOL_STORAGE_DIR": str(storage_dir),
         "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{free_port()}",
@@ -121,7 +144,8 @@ def collector_env(
 class Tier:
     """One load balancer in front of ``samplers`` tail samplers, on loopback, with storage under
     ``storage``. ``common_env`` is added to every Collector's environment, ``sampler_env`` to the
-    samplers' (e.g. OTELCOL_KEEP_PERCENT), and ``sampler_overlays`` to their config."""
+    samplers' (e.g. OTELCOL_KEEP_PERCENT), and ``sampler_overlays`` to their config. Every Collector
+    requires ``token`` (a fresh one unless given) from its clients; the load balancer sends it on."""
 
     def __init__(
         self,
@@ -134,19 +158,23 @@ class Tier:
         sampler_env: Mapping[str, str] | None = None,
         sampler_overlays: tuple[str, ...] = DEBUG_OVERLAY,
         common_env: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
+        self.token = token or new_token()
         self.samplers: list[Otelcol] = []
         self.restarted_at: dict[int, int] = {}  # sampler -> where its restarted process's output begins
         self.loadbalancer: Otelcol | None = None
         try:
             for number in range(1, samplers + 1):
                 env = collector_env(
-                    jaeger_otlp_grpc, portkey_endpoint, api_key, storage / f"sampler-{number}"
+                    jaeger_otlp_grpc, portkey_endpoint, api_key, storage / f"sampler-{number}", self.token
                 )
                 env.update(common_env or {})
                 env.update(sampler_env or {})
                 self.samplers.append(Otelcol(binary, SAMPLER_CONFIG, env, overlays=sampler_overlays))
-            env = collector_env(jaeger_otlp_grpc, portkey_endpoint, api_key, storage / "loadbalancer")
+            env = collector_env(
+                jaeger_otlp_grpc, portkey_endpoint, api_key, storage / "loadbalancer", self.token
+            )
             env.update(common_env or {})
             env["OTELCOL_SAMPLERS"] = "[" + ", ".join(s.otlp_grpc for s in self.samplers) + "]"
             self.loadbalancer = Otelcol(binary, LOADBALANCER_CONFIG, env)
@@ -191,7 +219,8 @@ class SentTrace:
 
 class Apps:
     """Replicas of the seed agent (tests/scale_out_app.py), one child process per entry of ``kinds``
-    (the kinds of that replica's runs), exporting to ``otlp``; their reports are collected as they come."""
+    (the kinds of that replica's runs), exporting to ``otlp`` with ``token`` (the tier's bearer token,
+    sent through OTEL_EXPORTER_OTLP_HEADERS); their reports are collected as they come."""
 
     def __init__(
         self,
@@ -201,6 +230,7 @@ class Apps:
         service: str,
         flush_each_run: bool = False,
         pause: float = 0.0,
+        token: str | None = None,
     ) -> None:
         self.sent: list[SentTrace] = []
         self._lock = threading.Lock()
@@ -208,6 +238,8 @@ class Apps:
         self._errors: list[str] = []
         self._readers: list[threading.Thread] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_"))}
+        if token:
+            env["OTEL_EXPORTER_OTLP_HEADERS"] = otlp_headers(token)
         first = 0
         for number, runs in enumerate(kinds, 1):
             command = [

@@ -110,6 +110,6 @@ def test_the_collector_publishes_the_apps_metrics_for_prometheus():
     assert port_of(env["OTELCOL_PROMETHEUS_ENDPOINT"]) == 8889
     assert "127.0.0.1:8889:8889" in SERVICES["collector"]["ports"]
     exporter = COLLECTOR["exporters"]["prometheus"]
-    assert exporter["endpoint"] == "${env:OTELCOL_PROMETHEUS_ENDPOINT:-0.0.0.0:8889}"
+    assert exporter["endpoint"] == "${env:OTELCOL_PROMETHEUS_ENDPOINT:-localhost:8889}"
     assert exporter["enable_open_metrics"] is True
     assert COLLECTOR["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]

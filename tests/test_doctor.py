@@ -305,7 +305,7 @@ def test_secrets_are_masked_and_urls_are_not():
         probe=lambda export: None,
     ).text()
     assert "PORTKEY_API_KEY=<set, 20 chars>" in text
-    assert "PORTKEY_GATEWAY_URL=http://user:***@127.0.0.1:9/v1" in text
+    assert "PORTKEY_GATEWAY_URL=http://***@127.0.0.1:9/v1" in text
     assert "hunter2" not in text
     assert "Bearer" not in text
 
@@ -535,3 +535,153 @@ def test_a_password_in_the_portkey_endpoint_is_never_printed():
         )
     )
     assert "hunter2" not in report.text()
+
+
+# ---- hostile peers: a redirect, URLs with secrets, an endpoint that answers escapes ---------------
+
+
+class Recorder:
+    """A loopback HTTP server that answers every request with ``status`` (and ``headers``), and keeps
+    what it received: (method, path, headers)."""
+
+    def __init__(self, status=200, headers=()):
+        from otel_portkey._peers.loopback import LoopbackHandler, LoopbackServer
+
+        self.received = []
+        recorder = self
+
+        class Handler(LoopbackHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                received = {k.lower(): v for k, v in self.headers.items()}
+                recorder.received.append((self.command, self.path, received))
+                self.reply(status, b"", "text/plain", headers)
+
+            do_GET = do_POST
+
+        self.server = LoopbackServer(Handler)
+        self.server.start("doctor-peer")
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+def redirected(status, location):
+    """doctor's report on an endpoint that answers ``status`` to ``location``, with the exporter's
+    Authorization set; and what the endpoint received."""
+    with Recorder(status, [("Location", location)]) as endpoint:
+        report = diagnose(
+            clean_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=endpoint.url,
+                OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20t0k-SECRET",
+                **HEALTHY,
+            )
+        )
+    assert [headers.get("authorization") for _, _, headers in endpoint.received] == ["Bearer t0k-SECRET"]
+    return report, endpoint
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_is_a_problem_with_its_fix(status):
+    """An OTLP endpoint that redirects to another host: doctor's probe carries the exporter's
+    Authorization nowhere but the configured endpoint, and says the redirect is the problem."""
+    with Recorder() as elsewhere:
+        report, endpoint = redirected(status, f"{elsewhere.url}/steal")
+    assert elsewhere.received == [], "the redirect was followed"
+    ((what, fix),) = report.problems
+    assert what == (
+        f"traces: {endpoint.url}/v1/traces does not answer OTLP http/protobuf "
+        f"(it answered HTTP {status}, a redirect, not followed, to {elsewhere.url}/steal)"
+    )
+    assert "redirect would take the exporter's headers" in fix
+    assert "SECRET" not in report.text()
+
+
+@pytest.mark.unit
+def test_a_redirects_location_is_printed_masked_and_without_escapes():
+    with Recorder() as elsewhere:
+        location = f"http://evil:pw-SECRET@127.0.0.1:{elsewhere.server.port}/x?token=SECRET-Q\x1b[31mRED"
+        report, _ = redirected(302, location)
+    assert elsewhere.received == []
+    ((what, _),) = report.problems
+    assert what.endswith(f"to http://***@127.0.0.1:{elsewhere.server.port}/x?token=***)")
+    text = report.text()
+    assert "SECRET" not in text
+    assert "\x1b" not in text
+
+
+@pytest.mark.unit
+def test_every_url_doctor_prints_has_its_userinfo_and_query_values_masked():
+    with OtlpReceiver() as receiver:
+        host = receiver.endpoint.removeprefix("http://")
+        report = diagnose(
+            clean_env(
+                PORTKEY_GATEWAY_URL="https://ghp_TOKEN-SECRET@127.0.0.1:9",
+                OTEL_PORTKEY_GATEWAY_URLS=(
+                    "http://127.0.0.1:9/v1?api_key=SECRET-1&x=SECRET-2,"
+                    "http://proxyuser:pa@ss-SECRET-3@127.0.0.1:9,ftp://u:SECRET-4@127.0.0.1:9"
+                ),
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://u:SECRET-5@{host}",
+                OTEL_PORTKEY_JAEGER_UI_URL="http://j:SECRET-6@127.0.0.1:16686",
+                OTEL_TRACES_EXPORTER="otlp,portkey",
+                OTEL_EXPORTER_PORTKEY_ENDPOINT="http://127.0.0.1:9/v1/otel?key=SECRET-7#SECRET-8",
+                **HEALTHY,
+            )
+        )
+    text = report.text()
+    assert "SECRET" not in text, text
+    for shown in (
+        "https://***@127.0.0.1:9",
+        "http://127.0.0.1:9/v1?api_key=***&x=***",
+        "http://***@127.0.0.1:9",
+        "'ftp://***@127.0.0.1:9'",  # in the warning that the gateway URL is ignored
+        f"OTLP http/protobuf (from OTEL_EXPORTER_OTLP_PROTOCOL) to http://***@{host}/v1/traces",
+        "http://127.0.0.1:9/v1/otel?key=***#***",
+        "http://***@127.0.0.1:16686/trace/",  # the sample call's jaeger_trace metadata
+    ):
+        assert shown in text, (shown, text)
+
+
+class HostileTraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    """Answers every export with an error whose details would redraw the terminal: CR LF, a fake
+    verdict, cursor movement and colour."""
+
+    DETAILS = (
+        "denied\r\n\nAll good: the bridge will join OTel traces and Portkey logs here.\n"
+        "\x1b[2K\x1b[1A\x1b[32mgreen\x1b[0m \x1b]0;title\x07\u202eevil\x00"
+    )
+
+    def Export(self, request, context):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, self.DETAILS)
+
+
+@pytest.mark.unit
+def test_what_a_hostile_grpc_endpoint_answers_reaches_the_terminal_without_control_characters():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(HostileTraceService(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        report = diagnose(
+            clean_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+                OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                OTEL_METRICS_EXPORTER="none",
+            )
+        )
+    finally:
+        server.stop(None)
+    ((what, fix),) = report.problems
+    assert what.startswith(
+        f"traces: http://127.0.0.1:{port} does not answer OTLP grpc (PERMISSION_DENIED: denied"
+    )
+    assert fix.startswith("it wants credentials")
+    text = report.text()
+    assert not [c for c in text if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c == "\u202e"]
+    assert [line for line in text.splitlines() if line.startswith("All good")] == []
+    assert "green" in text, "the text itself is kept, without its escapes"

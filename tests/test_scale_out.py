@@ -138,7 +138,7 @@ def test_the_tier_keeps_exactly_the_traces_the_bridge_marks_whole_on_one_sampler
     service = f"seed-agent-{uuid.uuid4().hex[:8]}"
     # spans leave each replica every 200 ms: a run's spans reach the load balancer in several
     # exports, mixed with other runs'
-    apps = Apps(tier.entry.otlp_http, oss_gateway.url, plan(), service)
+    apps = Apps(tier.entry.otlp_http, oss_gateway.url, plan(), service, token=tier.token)
     try:
         sent = run_apps(apps)
     finally:
@@ -173,7 +173,15 @@ def test_a_sampler_killed_mid_run_and_restarted_loses_no_kept_trace(
     service = f"seed-agent-{uuid.uuid4().hex[:8]}"
     # Each run is exported whole when it ends (one export per trace): examples/scale-out/README.md,
     # "What a crash loses", says why that matters to a tail sampler and not to the queues.
-    apps = Apps(tier.entry.otlp_http, oss_gateway.url, plan(), service, flush_each_run=True, pause=0.05)
+    apps = Apps(
+        tier.entry.otlp_http,
+        oss_gateway.url,
+        plan(),
+        service,
+        flush_each_run=True,
+        pause=0.05,
+        token=tier.token,
+    )
     try:
         apps.wait_for(RUNS * 3 // 10, timeout=120)
         at_kill = apps.done()
@@ -219,7 +227,9 @@ def test_the_load_balancer_killed_while_holding_spans_loses_none(
     # Both samplers down: whatever the load balancer accepts stays in its persistent queue.
     for index in range(len(tier.samplers)):
         tier.kill_sampler(index)
-    apps = Apps(tier.entry.otlp_http, oss_gateway.url, plan(runs), service, flush_each_run=True)
+    apps = Apps(
+        tier.entry.otlp_http, oss_gateway.url, plan(runs), service, flush_each_run=True, token=tier.token
+    )
     try:
         sent = run_apps(apps, runs)  # every export answered: the load balancer took each run
     finally:

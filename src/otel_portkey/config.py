@@ -6,13 +6,14 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from ._contract.baggage_trust import BaggageTrust
 from ._contract.call import TraceIdPolicy, gateway_prefix
 from ._contract.metadata import parse_key_values, sanitise
 from .environment_variables import (
     OTEL_PORTKEY_GATEWAY_URLS,
+    OTEL_PORTKEY_INBOUND_TRACE_CONTEXT,
     OTEL_PORTKEY_JAEGER_UI_URL,
     OTEL_PORTKEY_METADATA,
     OTEL_PORTKEY_METRICS,
@@ -28,6 +29,8 @@ _log = logging.getLogger(__name__)
 HOSTED_GATEWAY_URL: Final = "https://api.portkey.ai"
 LOCAL_GATEWAY_URL: Final = "http://localhost:8787"
 _POLICIES: Final = ("respect", "override")
+InboundTraceContext = Literal["continue", "link"]
+_INBOUND_TRACE_CONTEXTS: Final = ("continue", "link")
 
 
 def usable_api_key(value: str | None) -> str | None:
@@ -63,6 +66,9 @@ class PortkeySettings:
     baggage_trust: BaggageTrust = field(default_factory=BaggageTrust)
     # The bridge's metrics (``OTEL_PORTKEY_METRICS``): on unless switched off.
     metrics: bool = True
+    # An inbound request's trace context (``OTEL_PORTKEY_INBOUND_TRACE_CONTEXT``): ``continue`` its
+    # trace (OTel's usual behaviour), or ``link``: start a new trace here, linked to the caller's.
+    inbound_trace_context: InboundTraceContext = "continue"
 
     @classmethod
     def from_env(
@@ -76,6 +82,7 @@ class PortkeySettings:
         trace_url_template: str | None = None,
         trusted_baggage_keys: str | None = None,
         metrics: bool | None = None,
+        inbound_trace_context: str | None = None,
     ) -> PortkeySettings:
         """Read ``OTEL_PORTKEY_*`` (and the SDKs' gateway URL variables); arguments win.
 
@@ -104,6 +111,11 @@ class PortkeySettings:
             metrics=metrics
             if metrics is not None
             else _switch(env.get(OTEL_PORTKEY_METRICS), OTEL_PORTKEY_METRICS),
+            inbound_trace_context=_inbound_trace_context(
+                inbound_trace_context
+                if inbound_trace_context is not None
+                else env.get(OTEL_PORTKEY_INBOUND_TRACE_CONTEXT)
+            ),
         )
 
 
@@ -134,6 +146,21 @@ def _policy(value: str | None) -> TraceIdPolicy:
             _POLICIES,
         )
     return "respect"
+
+
+def _inbound_trace_context(value: str | None) -> InboundTraceContext:
+    normalised = (value or "").strip().lower()
+    if normalised == "link":
+        return "link"
+    if normalised not in ("", "continue"):
+        _log.warning(
+            "otel-portkey: %s=%r is not one of %s; using 'continue' (inbound requests continue the "
+            "caller's trace)",
+            OTEL_PORTKEY_INBOUND_TRACE_CONTEXT,
+            value,
+            _INBOUND_TRACE_CONTEXTS,
+        )
+    return "continue"
 
 
 def _static_metadata(text: str, overrides: Mapping[str, object]) -> tuple[tuple[str, str], ...]:

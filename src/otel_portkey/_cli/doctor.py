@@ -92,11 +92,13 @@ class Report:
         self.problems.append((what, fix))
 
     def text(self) -> str:
-        out = list(self.lines)
+        """The report for a terminal: each line and problem made :func:`printable` (whatever came from
+        a remote endpoint or the environment cannot move the cursor, colour or forge a line)."""
+        out = [printable(line) for line in self.lines]
         if self.problems:
             out.append("")
             out.append(f"{len(self.problems)} problem(s):")
-            out += [f"  ✗ {what}\n      fix: {fix}" for what, fix in self.problems]
+            out += [f"  ✗ {printable(what)}\n      fix: {printable(fix)}" for what, fix in self.problems]
         else:
             out += ["", "All good: the bridge will join OTel traces and Portkey logs here."]
         return "\n".join(out)
@@ -110,9 +112,44 @@ def mask(name: str, value: str) -> str:
     return redact_url(value)
 
 
+# A URL in free text: its scheme, then everything up to white space or a quote (a query may hold commas).
+_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+# ``user:password@host`` without a scheme (as a setting's warning may quote it).
+_BARE_USERINFO: Final = re.compile(r"(?<![\w.+-])[^\s'\"<>/@:=,]+:[^\s'\"<>/@,]*@")
+
+
+def _redact_one(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:end], rest[end:]
+    if "@" in head:  # userinfo is everything up to the last @ (a password may hold @ and /)
+        head = "***@" + head.rsplit("@", 1)[1]
+    query, hash_mark, fragment = tail.partition("#")
+    if query:
+        items = re.split(r"([&;])", query[1:])
+        query = "?" + "".join(
+            item if item in ("&", ";", "") else (item.split("=", 1)[0] + "=***" if "=" in item else "***")
+            for item in items
+        )
+    return f"{scheme}://{head}{query}{hash_mark}{'***' if fragment else ''}"
+
+
 def redact_url(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return re.sub(r"(://[^/@:\s]*:)[^/@\s]*@", r"\1***@", text)
+    """``text`` with the userinfo, query values and fragment of every URL in it replaced by ``***``:
+    ``https://***@gw.corp:8787``, ``?api_key=***``."""
+    return _BARE_USERINFO.sub("***@", _URL.sub(lambda match: _redact_one(match.group()), text))
+
+
+# ANSI escape sequences (CSI, OSC, and two-character ones), then any other control or format
+# character (C0, DEL, C1, bidirectional overrides, zero-width characters).
+_ANSI: Final = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_])")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences removed, any other control character
+    shown as ``?`` (what a remote endpoint answers can hold CR, LF and ANSI escapes)."""
+    return _CONTROL.sub("?", _ANSI.sub("", text))
 
 
 def _port(url: str) -> int | None:
@@ -165,7 +202,8 @@ def diagnose(
         logger.removeHandler(capture)
     for message in capture.messages:
         report.problem(
-            message.removeprefix("otel-portkey: "), "correct the variable; the default is used meanwhile"
+            redact_url(message.removeprefix("otel-portkey: ")),
+            "correct the variable; the default is used meanwhile",
         )
 
     report.add("Settings")
@@ -206,7 +244,7 @@ def diagnose(
     report.add("")
     report.add("A sample call to a gateway, made by `chat gpt-4o` in trace 4bf9…4736, would carry:")
     for name, value in sample_call_headers(settings, env).items():
-        report.add(f"  {name}: {value}")
+        report.add(f"  {name}: {redact_url(value)}")
     return report
 
 
@@ -412,16 +450,32 @@ def has_entry_point(group: str, name: str) -> bool:
     return any(ep.name == name for ep in metadata.entry_points(group=group))
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, never followed: following it would send the exporter's headers
+    (its ``Authorization``) wherever the endpoint points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER: Final = urllib.request.build_opener(_NoRedirects)
+REDIRECT: Final = "a redirect, not followed"
+
+
 def probe_http(export: OtlpExport, timeout: float = 3.0) -> str | None:
     """None when the endpoint takes an (empty) OTLP/HTTP protobuf export with the exporter's
-    headers, else what went wrong."""
+    headers, else what went wrong (a redirect is not followed: it is what went wrong)."""
     headers = {**dict(export.headers), "Content-Type": "application/x-protobuf"}
     try:
         request = urllib.request.Request(export.endpoint, data=b"", method="POST", headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout):
+        with _OPENER.open(request, timeout=timeout):
             return None
     except urllib.error.HTTPError as error:
-        return f"it answered HTTP {error.code}"
+        answer = f"it answered HTTP {error.code}"
+        if 300 <= error.code < 400:
+            location = printable(error.headers.get("Location") or "")[:200]
+            return f"{answer}, {REDIRECT}" + (f", to {redact_url(location)}" if location else "")
+        return answer
     except urllib.error.URLError as error:
         reason = error.reason
         return getattr(reason, "strerror", None) or str(reason)
@@ -484,11 +538,23 @@ def _probe(export: OtlpExport) -> str | None:
         return f"the check itself failed, the endpoint may be malformed ({type(error).__name__})"
 
 
+def _shown(reason: str) -> str:
+    """A probe's reason as doctor prints it: no URL's secrets, no control character (it can quote
+    what the endpoint answered)."""
+    return printable(redact_url(reason))
+
+
 def _otlp_fix(export: OtlpExport, reason: str) -> str:
     """One sentence: what to change so that this export works."""
     port = _port(export.endpoint)
     if "malformed" in reason:
         return f"correct {OTEL_EXPORTER_OTLP_ENDPOINT} (or {_ENDPOINT_ENV[export.signal]}): e.g. http://localhost:4318"
+    if REDIRECT in reason:
+        return (
+            f"set {OTEL_EXPORTER_OTLP_ENDPOINT} (or {_ENDPOINT_ENV[export.signal]}) to the URL that takes "
+            "OTLP itself, if you trust where the redirect points: a redirect would take the exporter's "
+            "headers (and their credentials) there"
+        )
     if export.protocol == GRPC and "TLS handshake" in reason:
         return (
             "say how to connect: an http:// endpoint (or OTEL_EXPORTER_OTLP_INSECURE=true) for plaintext, "
@@ -576,6 +642,7 @@ def _exporters(
             if signal == "logs" and not logging_on:
                 continue  # nothing is logged through OTel, so nothing is sent
             reason = probe(export)
+            reason = None if reason is None else _shown(reason)
             shown = redact_url(export.endpoint)
             report.add(
                 f"    {'answers' if reason is None else 'does NOT answer'} OTLP {export.protocol}"

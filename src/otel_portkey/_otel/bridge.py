@@ -359,6 +359,8 @@ class Bridge:
         processor_pending: ProcessorAttachment | None = None,
     ) -> None:
         self._metrics = gateway_metrics  # None: metrics off
+        # OTEL_PORTKEY_INBOUND_TRACE_CONTEXT=link: the propagator starts a new trace per inbound request
+        self.link_inbound = settings.inbound_trace_context == "link"
         self._gateways = settings.gateway_prefixes
         self._trust = settings.baggage_trust
         self._policy = CallPolicy(

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from opentelemetry import baggage, propagate, trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, set_value
 from opentelemetry.propagators.textmap import (
     CarrierT,
     Getter,
@@ -51,8 +51,11 @@ from opentelemetry.propagators.textmap import (
 from .bridge import Bridge, request_decision, span_url
 from .diagnostics import report_once, warn_once
 from .headers import has_portkey_header, remove_baggage
+from .processor import INBOUND_CALLER
 
-_active: list[Bridge] = []  # the installed bridge, if any (read with ``_bridge()``)
+# The installed bridge, if any (read with ``_bridge()``): module-level because an instrumentation keeps
+# the hooks it was given for its whole life, across the bridge's installs and uninstalls.
+_active: list[Bridge] = []
 
 
 def _bridge() -> Bridge | None:
@@ -289,7 +292,14 @@ class PortkeyPropagator(TextMapPropagator):
                 self.bridge.look_for_processor()
             except Exception as error:
                 report_once("looking for the tracer provider", error)
-        return self.inner.extract(carrier, context, getter)
+        extracted = self.inner.extract(carrier, context, getter)
+        if self.enabled and self.bridge.link_inbound:
+            try:
+                return _new_trace_linked_to_caller(extracted, context)
+            except Exception as error:  # never the caller's trace: a new one, unlinked
+                report_once("starting a new trace at an inbound request", error)
+                return trace.set_span_in_context(trace.INVALID_SPAN, extracted)
+        return extracted
 
     def inject(
         self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
@@ -344,6 +354,21 @@ class PortkeyPropagator(TextMapPropagator):
     @property
     def fields(self) -> set[str]:
         return self.inner.fields
+
+
+def _new_trace_linked_to_caller(extracted: Context, given: Context | None) -> Context:
+    """``OTEL_PORTKEY_INBOUND_TRACE_CONTEXT=link``: the context an inbound request's spans start in
+    holds no caller's span, so its server span starts a new trace (whose id the caller cannot choose);
+    the caller's span context is kept under the bridge's own key, for the processor to link that span
+    to it. Baggage stays as extracted (it is untrusted input in any case: ``_contract.baggage_trust``).
+    """
+    caller = trace.get_current_span(extracted)
+    caller_context = caller.get_span_context()
+    if not caller_context.is_valid or not caller_context.is_remote:
+        return extracted  # no traceparent (or an invalid one): a new trace anyway
+    if given is not None and trace.get_current_span(given) is caller:
+        return extracted  # nothing extracted from this carrier: the given context's own span
+    return set_value(INBOUND_CALLER, caller_context, trace.set_span_in_context(trace.INVALID_SPAN, extracted))
 
 
 # The installed wrapper, and the ones it replaced when the global propagator was set again after it

@@ -14,7 +14,7 @@ import logging
 import traceback
 
 _log = logging.getLogger("otel_portkey")
-_reported: set[str] = set()
+_reported: set[str] = set()  # the kinds of failure said once in this process (names, never values)
 
 
 def warn_once(key: str, message: str) -> None:

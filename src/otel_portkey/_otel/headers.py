@@ -38,7 +38,7 @@ BAGGAGE_NAME: Final = "\nbaggage\n"
 
 _PROBE = "x-otel-portkey-probe"
 _Layout = str  # "httpx-list", "requests-store", "urllib3-container" or "" (public API only)
-_layouts: dict[type[Any], _Layout] = {}
+_layouts: dict[type[Any], _Layout] = {}  # per header class, probed once: a probe builds an instance
 
 
 def _layout_of(cls: type[Any]) -> _Layout:

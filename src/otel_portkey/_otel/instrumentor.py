@@ -162,6 +162,7 @@ class Installation:
         """Put it all in place; when any step fails, what was put in place is taken out again
         before the failure is raised."""
         self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
         self.processor = ProcessorAttachment(settings.baggage_trust, tracer_provider)
         self.owned: tuple[type[Any], ...] = ()  # the httpx instrumentors instrumented here
         try:
@@ -214,6 +215,14 @@ class Installation:
             cls().instrument(tracer_provider=self.tracer_provider)
             self.owned += (cls,)
 
+    def flush(self) -> None:
+        """Export what this installation's tracer and meter providers hold (the global ones unless
+        ``instrument()`` was given its own)."""
+        flush_providers(
+            self.tracer_provider or trace.get_tracer_provider(),
+            self.meter_provider or metrics.get_meter_provider(),
+        )
+
     def undo(self) -> None:
         """Take out all of it; the processor is switched off (the SDK cannot remove one) and
         switched on again by the next ``instrument()``."""
@@ -260,14 +269,15 @@ class _Forks:
             _log.debug("otel-portkey: resetting after fork failed (%s)", type(error).__name__)
 
     def _in_worker(self) -> None:
-        if self.installation is not None:
-            multiprocessing.util.Finalize(None, flush_providers, exitpriority=-100)
+        installation = self.installation
+        if installation is not None:  # last (after the pool's own finalisers), before os._exit
+            multiprocessing.util.Finalize(None, installation.flush, exitpriority=-100)
 
 
-def flush_providers(timeout_millis: int = 10_000) -> None:
+def flush_providers(*providers: Any, timeout_millis: int = 10_000) -> None:
     """Export what the tracer and meter providers hold (a worker about to leave through
-    ``os._exit``); never raises."""
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+    ``os._exit``): the given ones, else the global ones; never raises."""
+    for provider in providers or (trace.get_tracer_provider(), metrics.get_meter_provider()):
         flush = getattr(provider, "force_flush", None)
         if callable(flush):
             try:
@@ -333,6 +343,7 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             trace_url_template=kwargs.get("trace_url_template"),
             trusted_baggage_keys=kwargs.get("trusted_baggage_keys"),
             metrics=kwargs.get("metrics"),
+            inbound_trace_context=kwargs.get("inbound_trace_context"),
         )
         _installation = Installation(settings, kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         if not _auto_instrumenting:

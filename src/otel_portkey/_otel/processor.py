@@ -32,6 +32,10 @@ from .diagnostics import report_once, warn_once
 from .sdk_internals import baggage_entries, span_processors
 
 _LOCAL_METADATA: Final = context.create_key("otel-portkey.metadata")
+# The caller's span context of an inbound request whose trace the bridge did not continue
+# (OTEL_PORTKEY_INBOUND_TRACE_CONTEXT=link): set by the propagator's ``extract``, read by
+# ``PortkeySpanProcessor.on_start``, which links the new trace's root span to it.
+INBOUND_CALLER: Final = context.create_key("otel-portkey.inbound-caller")
 NO_TRUST: Final = BaggageTrust()
 
 
@@ -178,6 +182,9 @@ class PortkeySpanProcessor(SpanProcessor):
     nothing else is kept, and an entry goes with its span. The processor exports
     nothing. Switched off (``enabled = False``, as ``PortkeyInstrumentor().uninstrument()`` leaves
     the one it added: the SDK cannot remove a processor), it does nothing at all.
+
+    A span that starts a trace in the context of an inbound request whose trace the bridge did not
+    continue (``OTEL_PORTKEY_INBOUND_TRACE_CONTEXT=link``) gets a link to the caller's span context.
     """
 
     def __init__(self, baggage_trust: BaggageTrust = NO_TRUST) -> None:
@@ -207,6 +214,10 @@ class PortkeySpanProcessor(SpanProcessor):
                 if name and type(span).__weakrefoffset__:
                     attributes = getattr(parent, "attributes", None) or {}
                     self._callers[span] = Caller(name, attributes.get(_OPERATION), attributes.get(_MODEL))
+            if span.parent is None:  # a root: in a trace started at an inbound request?
+                caller = get_value(INBOUND_CALLER, parent_context)  # None: the current context
+                if caller is not None:
+                    _link_to_caller(span, caller)
         except Exception as error:  # the SDK does not guard processors: never raise into the app
             report_once("tagging a span with Portkey metadata", error)
 
@@ -233,6 +244,20 @@ class PortkeySpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _link_to_caller(span: Span, caller: object) -> None:
+    """Link the root span of a trace started at an inbound request to the caller's span context
+    (``Span.add_link``: every SDK version the package allows has it; one without it is said once)."""
+    add_link = getattr(span, "add_link", None)
+    if add_link is None:
+        warn_once(
+            "no Span.add_link",
+            "otel-portkey: this OpenTelemetry SDK's spans have no add_link, so a trace started at an "
+            "inbound request (OTEL_PORTKEY_INBOUND_TRACE_CONTEXT=link) carries no link to the caller's",
+        )
+        return
+    add_link(caller)
 
 
 # Per provider, the processor the bridge added to it (kept, switched off, while uninstrumented).
