@@ -47,6 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument(
         "--port", type=_port, default=8787, help="where apps reach the gateway (default: 8787)"
     )
+    gateway.add_argument(
+        "--otlp-endpoint",
+        type=_otlp_endpoint,
+        metavar="URL",
+        help="trace the gateway: its spans (each upstream attempt) and HTTP metrics go to this "
+        "OTLP/HTTP endpoint (a Collector or Jaeger, e.g. http://localhost:4318)",
+    )
+    gateway.add_argument(
+        "--service-name",
+        metavar="NAME",
+        help="the traced gateway's service.name (default: portkey-gateway; needs --otlp-endpoint)",
+    )
+    gateway.add_argument(
+        "--print-preload",
+        action="store_true",
+        help="print the path of the OpenTelemetry preload for any OSS gateway (node --import) and exit",
+    )
     commands.add_parser(
         "doctor", help="show settings, versions, reachability and the headers a call would carry"
     )
@@ -54,9 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         return _doctor()
     if args.command == "gateway":
+        from .._peers.oss_gateway import DEFAULT_SERVICE_NAME, gateway_preload
         from .gateway import serve
 
-        return serve(args.port)
+        if args.print_preload:
+            print(gateway_preload())
+            return 0
+        if args.otlp_endpoint is None:
+            if args.service_name is not None:
+                gateway.error(
+                    "--service-name needs --otlp-endpoint (only a traced gateway has a service name)"
+                )
+            return serve(args.port)
+        service_name = args.service_name or DEFAULT_SERVICE_NAME
+        return serve(args.port, otlp_endpoint=args.otlp_endpoint, service_name=service_name)
     return _demo(args)
 
 
@@ -65,6 +93,17 @@ def _port(text: str) -> int:
     if not 0 < port < 65536:
         raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
     return port
+
+
+def _otlp_endpoint(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an OTLP/HTTP base URL (like http://localhost:4318)"
+        )
+    return text.rstrip("/")
 
 
 def _doctor() -> int:

@@ -6,7 +6,13 @@ gateway ``@portkey-ai/gateway`` at the pinned version, and in front of it, on th
 uses (8787, the gateway's own default), a hop that adds the two routing headers the OSS gateway
 needs (``x-portkey-provider: openai`` and ``x-portkey-custom-host``) to a request that has none.
 An unchanged OpenAI-style app pointed there by ``OPENAI_BASE_URL`` then reaches the model through
-the real gateway, and its answer carries the gateway's own ``x-portkey-*`` headers.
+the real gateway, and its answer carries the gateway's own ``x-portkey-*`` headers. A request with
+routing of its own (``x-portkey-config``, ``x-portkey-provider`` or ``x-portkey-virtual-key``: a
+retry or fallback config with its targets) passes unchanged.
+
+With ``--otlp-endpoint URL`` the gateway runs under OpenTelemetry for Node (installed beside it):
+its SERVER span per request, under the app's ``POST`` span, and a CLIENT span per upstream attempt,
+with its HTTP metrics, go as OTLP/HTTP to ``URL`` (see ``oss_gateway.OssGateway``).
 
 It runs until Ctrl-C, SIGTERM or SIGHUP, then stops all three: nothing is left listening.
 """
@@ -24,6 +30,7 @@ from typing import Final, TextIO
 
 from .._peers.model_server import ScriptedModelServer
 from .._peers.oss_gateway import (
+    DEFAULT_SERVICE_NAME,
     GATEWAY_VERSION,
     GatewayUnavailable,
     OssGateway,
@@ -48,6 +55,8 @@ class LocalGateway:
     url: str  # the hop in front of the gateway: what apps use
     gateway_url: str  # the OSS gateway itself
     model_base_url: str
+    otlp_endpoint: str | None = None  # where the gateway's spans and metrics go (None: not traced)
+    service_name: str = DEFAULT_SERVICE_NAME
 
     @property
     def base_url(self) -> str:
@@ -67,16 +76,25 @@ class LocalGateway:
 
 
 @contextmanager
-def running(port: int = DEFAULT_PORT, say: Callable[[str], None] | None = None) -> Iterator[LocalGateway]:
+def running(
+    port: int = DEFAULT_PORT,
+    say: Callable[[str], None] | None = None,
+    otlp_endpoint: str | None = None,
+    service_name: str = DEFAULT_SERVICE_NAME,
+    metric_interval: float = 10.0,
+) -> Iterator[LocalGateway]:
     """Start the three servers (installing the pinned gateway from npm on first use), yield where
-    they are, stop them all on the way out."""
+    they are, stop them all on the way out. With ``otlp_endpoint`` the gateway is traced (its
+    spans and metrics, as ``service_name``, every ``metric_interval`` seconds for metrics)."""
     with ExitStack() as stack:
         model = stack.enter_context(ScriptedModelServer())
         # The hop binds its port first: a busy port ends here, before any gateway process starts.
-        gateway = OssGateway()
+        gateway = OssGateway(
+            otlp_endpoint=otlp_endpoint, service_name=service_name, metric_interval=metric_interval
+        )
         try:
             hop = RecordingProxy(
-                gateway.url, port=port, add_headers=route_headers(model.base_url), record=False
+                gateway.url, port=port, default_routing=route_headers(model.base_url), record=False
             )
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
@@ -85,14 +103,17 @@ def running(port: int = DEFAULT_PORT, say: Callable[[str], None] | None = None) 
                 ) from error
             raise LocalGatewayError(f"cannot listen on 127.0.0.1:{port} ({error.strerror})") from error
         if not installed_gateway().exists() and say is not None:
-            say(f"installing @portkey-ai/gateway@{GATEWAY_VERSION} from npm into {cache_root()} (once) ...")
+            say(
+                f"installing @portkey-ai/gateway@{GATEWAY_VERSION} and OpenTelemetry for Node from npm "
+                f"into {cache_root()} (once) ..."
+            )
         try:
             stack.enter_context(gateway)
         except GatewayUnavailable as error:
             hop.close()
             raise LocalGatewayError(str(error)) from error
         stack.enter_context(hop)
-        yield LocalGateway(hop.url, gateway.url, model.base_url)
+        yield LocalGateway(hop.url, gateway.url, model.base_url, otlp_endpoint, service_name)
 
 
 def describe(local: LocalGateway) -> str:
@@ -100,6 +121,14 @@ def describe(local: LocalGateway) -> str:
     lines = [
         f"The OSS Portkey gateway {GATEWAY_VERSION} and a scripted model are running on loopback "
         "until Ctrl-C.",
+        *(
+            [
+                f"Traced: the gateway's spans and metrics go to {local.otlp_endpoint} (OTLP/HTTP) "
+                f"as service {local.service_name!r}."
+            ]
+            if local.otlp_endpoint
+            else []
+        ),
         "",
         "In the shell that runs your app:",
         *(f"  export {name}={value}" for name, value in local.environment().items()),
@@ -128,11 +157,21 @@ def _stop_on_signals() -> Callable[[], None]:
     return restore
 
 
-def serve(port: int = DEFAULT_PORT, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def serve(
+    port: int = DEFAULT_PORT,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    otlp_endpoint: str | None = None,
+    service_name: str = DEFAULT_SERVICE_NAME,
+) -> int:
     """The command: start, print what an app needs, wait for a signal, stop everything."""
     restore = _stop_on_signals()
+
+    def say(message: str) -> None:
+        print(message, file=err, flush=True)
+
     try:
-        with running(port, say=lambda message: print(message, file=err, flush=True)) as local:
+        with running(port, say=say, otlp_endpoint=otlp_endpoint, service_name=service_name) as local:
             print(describe(local), file=out, flush=True)
             threading.Event().wait()  # until a signal raises KeyboardInterrupt here
     except LocalGatewayError as error:

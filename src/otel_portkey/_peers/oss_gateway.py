@@ -7,11 +7,16 @@ streamed chat completion fails with HTTP 500 (``TypeError: immutable`` when the 
 ``x-portkey-last-used-option-index`` to the upstream's read-only headers); 1.14.1 copies the
 headers and streams work. The package's ``postinstall`` (patch-package) has no patches in the
 published tarball, so scripts are not run.
+
+OpenTelemetry for Node is installed by the same ``npm install`` (:data:`NODE_OTEL_PACKAGES`, pinned
+exactly): ``OssGateway(otlp_endpoint=URL)`` runs the gateway traced, with the preload shipped in
+this package (:func:`gateway_preload`), exporting its spans and metrics as OTLP/HTTP to ``URL``.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +33,17 @@ GATEWAY_VERSION: Final = "1.15.2"
 NODE_SERVER_PIN: Final = "1.14.1"
 _PACKAGE: Final = "@portkey-ai/gateway"
 _READY: Final = "Ready for connections"
+# OpenTelemetry for Node, installed beside the gateway; the preload imports each of these itself.
+# (sdk-trace and the OTLP/protobuf trace exporter are the exact versions sdk-node depends on.)
+NODE_OTEL_PACKAGES: Final = {
+    "@opentelemetry/api": "1.10.0",
+    "@opentelemetry/sdk-node": "0.300.0",
+    "@opentelemetry/sdk-trace": "3.0.0",
+    "@opentelemetry/exporter-trace-otlp-proto": "0.300.0",
+    "@opentelemetry/instrumentation-http": "0.300.0",
+    "@opentelemetry/instrumentation-undici": "0.34.0",
+}
+DEFAULT_SERVICE_NAME: Final = "portkey-gateway"
 
 
 class GatewayUnavailable(RuntimeError):
@@ -44,10 +60,35 @@ def node_binary() -> str | None:
     return shutil.which("node")
 
 
+def gateway_preload() -> Path:
+    """The preload that runs a gateway under OpenTelemetry for Node (``node --import`` its file URL;
+    it loads the ``@opentelemetry/*`` packages from the working directory's ``node_modules``)."""
+    return Path(__file__).with_name("gateway_otel.mjs")
+
+
+def npm_manifest(version: str = GATEWAY_VERSION) -> dict[str, object]:
+    """The ``package.json`` the pinned gateway and OpenTelemetry for Node are installed from."""
+    return {
+        "name": "otel-portkey-gateway-cache",
+        "private": True,
+        "dependencies": {_PACKAGE: version, **NODE_OTEL_PACKAGES},
+        "overrides": {"@hono/node-server": NODE_SERVER_PIN},
+    }
+
+
 def installed_gateway(version: str = GATEWAY_VERSION) -> Path:
-    """Where the pinned gateway's ``start-server.js`` is (or would be) installed."""
-    directory = cache_root() / f"gateway-{version}-node-server-{NODE_SERVER_PIN}"
+    """Where the pinned gateway's ``start-server.js`` is (or would be) installed.
+
+    The directory is named after what it holds (a digest of the manifest): a cache installed
+    from other pins, e.g. before OpenTelemetry was added, is never taken for this one."""
+    digest = hashlib.sha256(json.dumps(npm_manifest(version), sort_keys=True).encode()).hexdigest()
+    directory = cache_root() / f"gateway-{version}-{digest[:12]}"
     return directory / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+
+
+def install_directory(entry: Path) -> Path:
+    """The directory npm installed into (its ``node_modules`` holds the gateway and OpenTelemetry)."""
+    return entry.parents[4]
 
 
 def install_gateway(version: str = GATEWAY_VERSION) -> Path:
@@ -55,7 +96,7 @@ def install_gateway(version: str = GATEWAY_VERSION) -> Path:
     entry = installed_gateway(version)
     if entry.exists():
         return entry
-    directory = entry.parents[4]
+    directory = install_directory(entry)
     npm = shutil.which("npm")
     if npm is None or node_binary() is None:
         raise GatewayUnavailable("Node.js and npm are needed for the OSS Portkey gateway (not found on PATH)")
@@ -64,32 +105,46 @@ def install_gateway(version: str = GATEWAY_VERSION) -> Path:
     final, directory = directory, directory.with_name(directory.name + f".partial-{os.getpid()}")
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    manifest = {
-        "name": "otel-portkey-gateway-cache",
-        "private": True,
-        "dependencies": {_PACKAGE: version},
-        "overrides": {"@hono/node-server": NODE_SERVER_PIN},
-    }
-    (directory / "package.json").write_text(json.dumps(manifest, indent=2))
+    (directory / "package.json").write_text(json.dumps(npm_manifest(version), indent=2))
     try:
-        result = subprocess.run(
-            [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0 or not (directory / entry.relative_to(final)).exists():
-            raise GatewayUnavailable(
-                f"npm install {_PACKAGE}@{version} failed: {result.stderr.strip()[-500:]}"
+        try:
+            result = subprocess.run(
+                [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=directory,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
             )
+        except subprocess.TimeoutExpired as error:
+            raise GatewayUnavailable(
+                f"npm did not finish installing {_PACKAGE}@{version} and OpenTelemetry for Node "
+                "within 600 s (is the npm registry reachable?)"
+            ) from error
+        installed = all(
+            (directory / "node_modules" / package / "package.json").exists()
+            for package in (_PACKAGE, *NODE_OTEL_PACKAGES)
+        )
+        if result.returncode != 0 or not installed or not (directory / entry.relative_to(final)).exists():
+            raise GatewayUnavailable(_npm_failure(version, result.stderr))
         if not entry.exists():  # else another process installed it meanwhile: keep that one
             shutil.rmtree(final, ignore_errors=True)  # a half-filled one from before this code
             directory.rename(final)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return entry
+
+
+_UNREACHABLE: Final = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH")
+
+
+def _npm_failure(version: str, stderr: str) -> str:
+    """Why ``npm install`` failed, in one sentence (npm's last words kept when it was not the network)."""
+    packages = f"{_PACKAGE}@{version} and OpenTelemetry for Node"
+    if any(code in stderr for code in _UNREACHABLE):
+        return f"npm could not reach the npm registry to install {packages} (needed once, then cached)"
+    last = " ".join(stderr.strip().splitlines()[-3:])[-400:]
+    return f"npm install of {packages} failed: {last or 'no output'}"
 
 
 def free_port() -> int:
@@ -104,11 +159,51 @@ def route_headers(model_base_url: str) -> dict[str, str]:
     return {"x-portkey-provider": "openai", "x-portkey-custom-host": model_base_url}
 
 
-class OssGateway:
-    """The OSS gateway as a child process on 127.0.0.1; ``with OssGateway() as gw: gw.base_url``."""
+def traced_environment(
+    otlp_endpoint: str, service_name: str = DEFAULT_SERVICE_NAME, metric_interval: float = 10.0
+) -> dict[str, str]:
+    """Every ``OTEL_*`` variable a traced gateway gets: what the preload's Node SDK reads, set here
+    and nowhere else (the ``OTEL_*`` of the shell that started it, an app's own
+    ``OTEL_SERVICE_NAME`` among them, are not passed on). OTLP/HTTP protobuf to ``otlp_endpoint``
+    (a base URL: ``/v1/traces`` and ``/v1/metrics`` are added), spans sent within a second,
+    metrics every ``metric_interval`` seconds, no logs, no cloud resource detectors (offline they
+    only warn)."""
+    return {
+        "OTEL_SERVICE_NAME": service_name,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint.rstrip("/"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_PROPAGATORS": "tracecontext,baggage",
+        "OTEL_BSP_SCHEDULE_DELAY": "1000",
+        "OTEL_METRIC_EXPORT_INTERVAL": str(max(int(metric_interval * 1000), 100)),
+        "OTEL_NODE_RESOURCE_DETECTORS": "env,host,process",
+    }
 
-    def __init__(self, port: int | None = None, version: str = GATEWAY_VERSION) -> None:
+
+class OssGateway:
+    """The OSS gateway as a child process on 127.0.0.1; ``with OssGateway() as gw: gw.base_url``.
+
+    With ``otlp_endpoint`` (an OTLP/HTTP base URL, e.g. a Collector's ``http://127.0.0.1:4318``) it
+    runs under OpenTelemetry for Node: a SERVER span per request (continuing the request's
+    ``traceparent``, with ``portkey.span_id`` / ``portkey.trace_id`` from its Portkey headers) and
+    a CLIENT span per upstream attempt, as ``service_name``; its HTTP metrics every
+    ``metric_interval`` seconds. Without it, nothing of OpenTelemetry is loaded.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        version: str = GATEWAY_VERSION,
+        otlp_endpoint: str | None = None,
+        service_name: str = DEFAULT_SERVICE_NAME,
+        metric_interval: float = 10.0,
+    ) -> None:
         self.version = version
+        self.otlp_endpoint = otlp_endpoint
+        self.service_name = service_name
+        self.metric_interval = metric_interval
         self.port = port or free_port()
         self._process: subprocess.Popen[str] | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=200)  # its last lines
@@ -142,14 +237,22 @@ class OssGateway:
         node = node_binary()
         if node is None:
             raise GatewayUnavailable("node not found on PATH")
-        preload = Path(__file__).with_name("bind_loopback.cjs")
+        command = [node, "--require", str(Path(__file__).with_name("bind_loopback.cjs"))]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env["NODE_ENV"] = "production"
+        cwd = None
+        if self.otlp_endpoint is not None:
+            command += ["--import", gateway_preload().as_uri()]
+            env.update(traced_environment(self.otlp_endpoint, self.service_name, self.metric_interval))
+            cwd = install_directory(entry)  # where the preload finds node_modules/@opentelemetry
         self._process = subprocess.Popen(
-            [node, "--require", str(preload), str(entry), f"--port={self.port}", "--headless"],
+            [*command, str(entry), f"--port={self.port}", "--headless"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "NODE_ENV": "production"},
+            env=env,
+            cwd=cwd,
         )
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True, name="portkey-gateway-output").start()
@@ -196,7 +299,10 @@ if __name__ == "__main__":  # ``python -m otel_portkey._peers.oss_gateway`` (mak
     import sys
 
     if not installed_gateway().exists():
-        print(f"installing {_PACKAGE}@{GATEWAY_VERSION} from the npm registry ...", file=sys.stderr)
+        print(
+            f"installing {_PACKAGE}@{GATEWAY_VERSION} and OpenTelemetry for Node from the npm registry ...",
+            file=sys.stderr,
+        )
     try:
         print(install_gateway())
     except GatewayUnavailable as error:

@@ -5,16 +5,20 @@ The OSS gateway does not pass ``x-portkey-*`` headers on to the provider, so tes
 put this hop between the client and the gateway to see exactly what the gateway received, and
 what it answered (``x-portkey-trace-id`` echo, option index, gateway exception, ...) as the
 gateway sent it, not as the bridge recorded it on a span. Responses, streamed or not, are
-relayed unchanged.
+relayed unchanged; so are request bodies, sent whole or chunked (``Transfer-Encoding: chunked``).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler
+from io import BufferedIOBase
+from typing import Final
 from urllib.parse import urlsplit
 
 from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
@@ -28,6 +32,43 @@ HOP_BY_HOP = {
     "upgrade",
     "proxy-connection",
 }
+
+
+# A request carrying any of these routes itself (a provider, a config with its targets, a virtual
+# key): the hop's default routing is not added to it.
+ROUTING_HEADERS: Final = frozenset({"x-portkey-config", "x-portkey-provider", "x-portkey-virtual-key"})
+
+
+def has_own_routing(headers: Mapping[str, str]) -> bool:
+    """True when a request's headers (any case) name its own route through a Portkey gateway."""
+    return any(name.lower() in ROUTING_HEADERS for name in headers)
+
+
+class BadRequestBody(ValueError):
+    """A request body that is not valid HTTP/1.1 framing."""
+
+
+def read_request_body(rfile: BufferedIOBase, headers: Message) -> bytes:
+    """A request's whole body: ``Content-Length`` bytes, or the chunks of a ``Transfer-Encoding:
+    chunked`` body joined (chunk extensions and trailers read and dropped)."""
+    if "chunked" in (headers.get("transfer-encoding") or "").lower():
+        parts: list[bytes] = []
+        while True:
+            line = rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError as error:
+                raise BadRequestBody(f"bad chunk size line {line[:40]!r}") from error
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers, then the blank line
+                    pass
+                return b"".join(parts)
+            chunk = rfile.read(size)
+            if len(chunk) != size:
+                raise BadRequestBody("the body ended inside a chunk")
+            parts.append(chunk)
+            rfile.readline(3)  # the CRLF after the chunk
+    return rfile.read(int(headers.get("content-length") or 0))
 
 
 @dataclass(frozen=True)
@@ -64,11 +105,12 @@ def relay_response(
 class RecordingProxy(LoopbackService):
     """``with RecordingProxy(gateway.url) as hop: client(base_url=hop.url + "/v1")``.
 
-    ``port``: where to listen on 127.0.0.1 (default: a free port). ``add_headers``: headers the hop
-    adds to a forwarded request that has none of that name (``route_headers(...)`` lets apps that
-    send no routing headers reach a model server through the OSS gateway); ``requests`` records
-    each request as the hop received it, before they are added (with ``record=False``, nothing is
-    kept: a hop that runs for hours).
+    ``port``: where to listen on 127.0.0.1 (default: a free port). ``default_routing``: headers the
+    hop adds to a request with no routing of its own (none of :data:`ROUTING_HEADERS`; e.g.
+    ``route_headers(...)`` lets apps that send no routing headers reach a model server through the
+    OSS gateway); a request that carries its own routing (a retry or fallback config, a provider,
+    a virtual key) passes unchanged. ``requests`` records each request as the hop received it
+    (with ``record=False``, nothing is kept: a hop that runs for hours).
     """
 
     thread_name = "recording-proxy"
@@ -77,25 +119,35 @@ class RecordingProxy(LoopbackService):
         self,
         target_url: str,
         port: int = 0,
-        add_headers: Mapping[str, str] | None = None,
+        default_routing: Mapping[str, str] | None = None,
         record: bool = True,
     ) -> None:
         target = urlsplit(target_url)
-        defaults = dict(add_headers or {})
+        defaults = dict(default_routing or {})
         self.requests: list[ForwardedRequest] = []
         lock = threading.Lock()
         proxy = self
 
         class Handler(LoopbackHandler):
             def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                try:
+                    body = read_request_body(self.rfile, self.headers)
+                except BadRequestBody as error:
+                    self.close_connection = True
+                    self.reply(400, json.dumps({"error": str(error)}).encode(), "application/json")
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 upstream = http.client.HTTPConnection(
                     target.hostname or "127.0.0.1", target.port, timeout=120
                 )
                 try:
-                    forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                    forward.update({k: v for k, v in defaults.items() if k.lower() not in headers})
+                    forward = {  # the body goes whole: http.client sends its length
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
+                    }
+                    if not has_own_routing(headers):
+                        forward.update({k: v for k, v in defaults.items() if k.lower() not in headers})
                     try:
                         upstream.request(self.command, self.path, body=body or None, headers=forward)
                         response = upstream.getresponse()
