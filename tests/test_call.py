@@ -1,9 +1,13 @@
-import re
+import contextlib
+import logging
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import httpx2
 from hypothesis import example, given
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_portkey._contract import call as h
 from otel_portkey._contract import metadata as md
@@ -81,11 +85,12 @@ def test_response_attributes_from_a_gateway_answer():
 
 # A retry-count header as gateways (or anything in front of them) might send it: ASCII digits with
 # or without a sign, digits of other scripts (``int()`` reads ARABIC-INDIC DIGIT ONE as 1, the bridge
-# does not), up to 8 characters (the bridge takes at most 6), the edge cases by name, any text.
+# does not), Python's ``_`` separators, the edge cases by name, any text.
 RETRY_EDGE_CASES = [
-    *("0", "3", "-1", "+2", "007", "123456", "-12345", "+12345"),
-    *("1234567", "-123456", "99999999", "\u0661", "\u0661\u0662", "\u0663", "\uff11", "\u00b2", "1\u0661"),
-    *("1_0", "_1", "1_", "1__0", " 7 ", "\u20037", "7\n", "", "  ", "two", "0x1", "1e3", "3.0"),
+    *("0", "3", "-1", "07", "99", " 7 ", "\t5", "100", "+2", "007", "123456", "-12345", "+12345"),
+    *("+99999", "-99999", "99999", "-2", "-0", "--1", "-1-1", "1234567", "99999999", "\u0661", "\u0663"),
+    *("\u0661\u0662", "\uff11", "\u00b2", "1\u0661", "1_0", "_1", "1_", "1__0", " 1 2", "\u20037", "7\n"),
+    *("\x007", "7\x00", "", "  ", "two", "0x1", "1e3", "3.0"),
 ]
 digits = st.sampled_from("0123456789") | st.characters(categories=["Nd"])
 retry_values = st.one_of(
@@ -96,15 +101,29 @@ retry_values = st.one_of(
 
 
 def retry_count(value):
-    """The retry count a header stands for: a decimal integer written in ASCII (a sign, digits, single
-    underscores between digits: Python's syntax) of at most 6 characters once surrounding whitespace
-    is stripped, so that an OTLP int64 always holds it; None for anything else."""
+    """The retry count a header stands for, written out from the contract: Portkey's ``-1``
+    ("retries exhausted") or one or two ASCII digits, with nothing around them but spaces or tabs
+    (HTTP's optional whitespace); None for anything else."""
     if value is None:
         return None
-    text = value.strip()
-    if len(text) > 6 or not re.fullmatch(r"[+-]?[0-9](?:_?[0-9])*", text):
-        return None
-    return int(text.replace("_", ""))
+    text = value.strip(" \t")
+    if text == "-1":
+        return -1
+    if 1 <= len(text) <= 2 and all(c in "0123456789" for c in text):
+        return int(text)
+    return None
+
+
+def test_the_retry_count_is_only_a_plain_small_count():
+    taken = {
+        value: h.answer_attributes({h.RETRY_ATTEMPT_COUNT: value}.get).get(h.ATTR_RETRY_ATTEMPT_COUNT)
+        for value in ("0", "3", "07", "99", " 7 ", "-1")
+    }
+    assert taken == {"0": 0, "3": 3, "07": 7, "99": 99, " 7 ": 7, "-1": -1}
+    for hostile in ("+99999", "1_0", "-99999", "\u0663", " 1 2", "0x1", "100", "+2", "-2", "\uff11", "7\x00"):
+        assert h.ATTR_RETRY_ATTEMPT_COUNT not in h.answer_attributes({h.RETRY_ATTEMPT_COUNT: hostile}.get), (
+            hostile
+        )
 
 
 @given(
@@ -118,6 +137,7 @@ def retry_count(value):
 )
 @example({}, "1234567")
 @example({}, "\u0661")
+@example({}, "+99999")
 def test_response_attributes_never_raise_and_stay_bounded(answer, retries):
     if retries is not None:
         answer = {**answer, h.RETRY_ATTEMPT_COUNT: retries}
@@ -125,12 +145,118 @@ def test_response_attributes_never_raise_and_stay_bounded(answer, retries):
     for value in attributes.values():
         if isinstance(value, str):
             assert len(value) <= h.MAX_ATTRIBUTE_CHARS
-    # The retry count is the header's small ASCII integer when it holds one, else absent (never a string).
+            assert value.isprintable()
+    # The retry count is the header's small ASCII count when it holds one, else absent (never a string).
     assert attributes.get(h.ATTR_RETRY_ATTEMPT_COUNT) == retry_count(retries)
 
 
 def test_a_non_integer_retry_count_is_ignored():
     assert "portkey.retry.attempt_count" not in h.answer_attributes({h.RETRY_ATTEMPT_COUNT: "two"}.get)
+
+
+# ---- the gateway's answer is untrusted input: any bytes, decoded as each client decodes them ----
+
+# What a client hands the bridge for a header value's bytes: requests, urllib and urllib3 (through
+# http.client) decode latin-1; aiohttp decodes UTF-8 with ``surrogateescape`` (invalid UTF-8 becomes
+# lone surrogates); httpx tries ASCII, then UTF-8, then latin-1 (its own ``Headers``, asked here).
+DECODINGS = {
+    "latin-1": lambda raw: raw.decode("latin-1"),
+    "utf-8 surrogateescape": lambda raw: raw.decode("utf-8", "surrogateescape"),
+    "httpx": lambda raw: httpx.Headers([(b"v", raw)])["v"],
+}
+READ = (
+    h.TRACE_ID,
+    h.CACHE_STATUS,
+    h.PROVIDER,
+    h.LAST_USED_OPTION_INDEX,
+    h.RETRY_ATTEMPT_COUNT,
+    h.GATEWAY_EXCEPTION,
+)
+TEXT = {h.TRACE_ID: h.ATTR_TRACE_ID, h.CACHE_STATUS: h.ATTR_CACHE_STATUS, h.PROVIDER: h.ATTR_PROVIDER}
+TEXT[h.LAST_USED_OPTION_INDEX] = h.ATTR_LAST_USED_OPTION_INDEX
+HOSTILE_PIECES = [
+    *(
+        b"\x00",
+        b"\x01",
+        b"\t",
+        b"\x1b[31m",
+        b"\x1b]8;;http://evil\x07",
+        b"\x7f",
+        b"\x85",
+        b"\x9b31m",
+        b"\xff",
+    ),
+    *(b"\xed\xa0\x80", b"\xc2\x9b", b"\xe2\x80\xae", b"\xef\xbf\xbe", b"\xc3\xa9", b"openai", b"MISS", b" "),
+    *(b"-1", b"7", b"+", b"_", b"\xd9\xa3", b"config.targets[1]"),
+]
+header_bytes = st.binary(max_size=300) | st.lists(st.sampled_from(HOSTILE_PIECES), max_size=8).map(b"".join)
+TRACER = TracerProvider().get_tracer("answer")
+
+
+@contextlib.contextmanager
+def otel_errors():
+    """The ERROR records OpenTelemetry's loggers (the OTLP encoders among them) give meanwhile."""
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(logging.ERROR)
+    logger = logging.getLogger("opentelemetry")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def encoded_span_attributes(attributes):
+    """``attributes`` on a finished SDK span, through the real OTLP trace encoder: what it encoded."""
+    span = TRACER.start_span("POST", attributes=attributes)
+    span.end()
+    request = encode_spans([span])
+    request.SerializeToString()
+    [encoded] = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    return {kv.key: kv.value for kv in encoded.attributes}
+
+
+def test_the_encoder_check_sees_what_the_issue_saw():
+    """Without the bridge's rule, the value aiohttp makes of invalid UTF-8 makes the OTLP encoder
+    log an error and leave the attribute out: the check below would catch any such value."""
+    with otel_errors() as errors:
+        encoded = encoded_span_attributes(
+            {"portkey.provider": b"op\xffenai".decode("utf-8", "surrogateescape")}
+        )
+    assert errors
+    assert "portkey.provider" not in encoded
+
+
+@given(st.dictionaries(st.sampled_from(READ), header_bytes), st.sampled_from(sorted(DECODINGS)))
+@example({h.PROVIDER: b"op\x01en\x7fai\x1b[31mRED", h.TRACE_ID: b"\x00abc"}, "latin-1")
+@example({h.PROVIDER: b"op\xffenai", h.CACHE_STATUS: b"\xed\xa0\x80"}, "utf-8 surrogateescape")
+@example({h.RETRY_ATTEMPT_COUNT: b"+99999", h.LAST_USED_OPTION_INDEX: b"\xc2\x9b31m"}, "httpx")
+def test_no_byte_a_gateway_answers_reaches_an_attribute_unless_it_is_printable_text(raw, decoding):
+    answer = {name: DECODINGS[decoding](value) for name, value in raw.items()}
+    attributes = h.answer_attributes(answer.get)
+    for header, attribute in TEXT.items():
+        sent = answer.get(header, "").strip(" \t")
+        if sent and sent.isprintable():  # printable text is kept (bounded), anything else dropped whole
+            assert attributes[attribute] == sent[: h.MAX_ATTRIBUTE_CHARS]
+        else:
+            assert attribute not in attributes
+    for value in attributes.values():
+        if isinstance(value, str):
+            assert value.isprintable()
+            assert not any(c in value for c in "\x00\x1b\x7f\x9b")
+            assert value.encode("utf-8")  # valid UTF-8: no lone surrogate
+    count = attributes.get(h.ATTR_RETRY_ATTEMPT_COUNT)
+    assert count is None or (type(count) is int and -1 <= count <= h.MAX_RETRY_COUNT)
+    assert count == retry_count(answer.get(h.RETRY_ATTEMPT_COUNT))
+    with otel_errors() as errors:
+        encoded = encoded_span_attributes(attributes)
+    assert errors == []
+    assert set(encoded) == set(attributes), "the encoder left nothing out"
 
 
 # ---- plan_request: the one pure step of the request side ---------------------------------------
@@ -203,9 +329,10 @@ def test_the_plan_names_the_otel_trace_and_the_http_span(facts, policy):
         assert plan.add[h.PARENT_SPAN_ID] == format_span_id(facts.span_id)
     if h.SPAN_ID not in facts.present:
         assert plan.add[h.SPAN_ID] == facts.gateway_span_id
-    assert plan.attributes[h.ATTR_TRACE_ID] == plan.portkey_trace_id
+    # a caller's own ids are attributes only as untrusted text may be: printable, else left out
+    assert plan.attributes.get(h.ATTR_TRACE_ID) == h.attribute_text(plan.portkey_trace_id)
     sent_span_id = facts.present.get(h.SPAN_ID, facts.gateway_span_id)
-    assert plan.attributes[h.ATTR_SPAN_ID] == sent_span_id[: h.MAX_ATTRIBUTE_CHARS]
+    assert plan.attributes.get(h.ATTR_SPAN_ID) == h.attribute_text(sent_span_id[: h.MAX_ATTRIBUTE_CHARS])
     assert all(len(v) <= h.MAX_ATTRIBUTE_CHARS for k, v in plan.attributes.items() if k != h.ATTR_TRACE_URL)
 
 
@@ -250,3 +377,52 @@ def test_a_request_with_no_portkey_header_gets_the_four_ids_named_after_its_call
     assert plan.notes == ()
     unnamed = h.plan_request(facts._replace(caller_name=None), h.CallPolicy())
     assert unnamed.add[h.SPAN_NAME] == "POST /v1/chat/completions"
+
+
+# ---- portkey.trace.url: the trace id is one value of the link, whatever a caller put in it ---------
+
+HOSTILE_TRACE_ID = 'x&next=https://evil"><script>'
+
+
+def planned_link(trace_id, template):
+    facts = h.RequestFacts(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        gateway_span_id="cb01d5e57be3d309",
+        present={h.TRACE_ID: trace_id},
+        header_bytes=200,
+        method="POST",
+        url="http://gw.test/v1/chat/completions",
+        caller_name=None,
+        context_metadata=(),
+        resource_metadata=(),
+    )
+    return h.plan_request(facts, h.CallPolicy(trace_url_template=template)).attributes[h.ATTR_TRACE_URL]
+
+
+def test_a_callers_trace_id_is_url_encoded_into_the_trace_link():
+    link = planned_link(HOSTILE_TRACE_ID, "https://app.portkey.ai/logs?trace_id={trace_id}")
+    assert link == "https://app.portkey.ai/logs?trace_id=x%26next%3Dhttps%3A%2F%2Fevil%22%3E%3Cscript%3E"
+    assert parse_qs(urlsplit(link).query) == {"trace_id": [HOSTILE_TRACE_ID]}, "no next= parameter"
+    in_path = planned_link(HOSTILE_TRACE_ID, "https://portkey.test/traces/{trace_id}/view")
+    assert urlsplit(in_path).path.split("/") == ["", "traces", quote(HOSTILE_TRACE_ID, safe=""), "view"]
+    assert not set('"<> ') & set(in_path)
+    # Our own trace id (32 hex) reads the same as before.
+    own = h.plan_request(
+        h.RequestFacts(1, 2, "00000000000000aa", {}, 0, "POST", "http://gw.test/", None, (), ()),
+        h.CallPolicy(trace_url_template="https://app.portkey.ai/logs?trace_id={trace_id}"),
+    )
+    assert own.attributes[h.ATTR_TRACE_URL] == "https://app.portkey.ai/logs?trace_id=" + "0" * 31 + "1"
+
+
+@given(st.text(max_size=300))
+def test_any_callers_trace_id_is_one_query_value_of_the_link(trace_id):
+    link = planned_link(trace_id, "https://app.portkey.ai/logs?trace_id={trace_id}&view=tree")
+    assert link.isascii()
+    assert link.isprintable()
+    assert " " not in link
+    query = parse_qs(urlsplit(link).query, keep_blank_values=True, errors="replace")
+    sent = trace_id[: h.MAX_ATTRIBUTE_CHARS]
+    assert query["view"] == ["tree"]
+    assert len(query) == 2
+    assert query["trace_id"] == [sent.encode("utf-8", "replace").decode("utf-8", "replace")]

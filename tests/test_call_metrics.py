@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import logging
+
+from hypothesis import example, given
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 
 from otel_portkey._contract import call as m
 from otel_portkey._contract.call import (
@@ -170,3 +175,113 @@ def test_only_an_inline_json_object_is_a_routing_config():
 )
 def test_is_fallback_never_raises_whatever_the_config(index, config):
     assert m.is_fallback(index, config) in (True, False)
+
+
+# ---- what a hostile answer (or a hostile model name) can do to a data point: nothing -------------
+
+# Header bytes as clients hand them over: latin-1 (requests, urllib, urllib3, httpx's fallback) and
+# UTF-8 with ``surrogateescape`` (aiohttp: invalid UTF-8 becomes lone surrogates).
+DECODE = (lambda raw: raw.decode("latin-1"), lambda raw: raw.decode("utf-8", "surrogateescape"))
+HOSTILE = [b"op\x01en\x7fai\x1b[31mRED", b"\x00abc", b"op\xffenai", b"\xed\xa0\x80", b"\xc2\x9b1", b"\x85"]
+hostile_bytes = st.sampled_from(HOSTILE) | st.binary(max_size=80)
+READER = InMemoryMetricReader(
+    preferred_temporality={Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
+)
+METER = MeterProvider(metric_readers=[READER]).get_meter("hostile")
+DURATION = METER.create_histogram(m.METRIC_REQUEST_DURATION, unit="s")
+RETRIES = METER.create_counter(m.METRIC_RETRIES, unit="{retry}")
+
+
+class OtelErrors(logging.Handler):
+    """Keeps the ERROR records of OpenTelemetry's loggers (the OTLP encoders among them)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        logging.getLogger("opentelemetry").addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc):
+        logging.getLogger("opentelemetry").removeHandler(self)
+
+
+def printable_or_other(attributes):
+    """Every text value printable, and valid UTF-8 (``encode`` raises on a lone surrogate)."""
+    return all(
+        not isinstance(v, str) or (v.isprintable() and v.encode() is not None) for v in attributes.values()
+    )
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "x-portkey-provider",
+                "x-portkey-cache-status",
+                "x-portkey-last-used-option-index",
+                "x-portkey-retry-attempt-count",
+                "x-portkey-trace-id",
+            ]
+        ),
+        hostile_bytes,
+    ),
+    st.sampled_from(DECODE),
+    st.none() | hostile_bytes,
+)
+@example(
+    {"x-portkey-provider": HOSTILE[2], "x-portkey-retry-attempt-count": b"+99999"}, DECODE[1], HOSTILE[3]
+)
+def test_a_hostile_answer_gives_a_point_every_otlp_encoder_takes(raw, decode, model):
+    """The whole way of one call's point: the answer's headers as a client decodes them, the
+    answer's attributes, the point's attributes within their bound, the SDK, the OTLP encoder."""
+    answer = m.answer_attributes({name: decode(value) for name, value in raw.items()}.get)
+    model_name = None if model is None else decode(model)
+    attributes = m.AttributeBound().bound(
+        m.call_attributes(answer, 200, None, "gw.test", "chat", model_name, None)
+    )
+    assert printable_or_other(attributes)
+    assert 0 <= m.retry_count(answer) <= m.MAX_RETRY_COUNT
+    DURATION.record(0.5, attributes)
+    RETRIES.add(m.retry_count(answer), attributes)
+    with OtelErrors() as errors:
+        request = encode_metrics(READER.get_metrics_data())
+        request.SerializeToString()
+    assert errors == []
+    encoded = [
+        point
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in (*metric.histogram.data_points, *metric.sum.data_points)
+    ]
+    assert encoded
+    assert all(len(point.attributes) == len(attributes) for point in encoded), "nothing left out"
+
+
+@given(st.lists(st.tuples(st.sampled_from(m.BOUNDED), st.text(max_size=100)), max_size=50))
+def test_the_bound_lets_no_unprintable_text_through(items):
+    bound = m.AttributeBound(max_distinct=5)
+    for key, value in items:
+        result = bound.bound({key: value})[key]
+        if value.isprintable():
+            assert result in (value[: bound.max_chars], m.OTHER)
+        else:
+            assert result == m.OTHER, "dropped whole, never repaired"
+    assert all(
+        value.isprintable() for values in bound._seen.values() for value in values if isinstance(value, str)
+    )
+
+
+def test_the_issues_values_become_other_in_a_point():
+    bound = m.AttributeBound()
+    for hostile in ("op\x01en\x7fai\x1b[31mRED", "\x00abc", "op\udcffenai", "gpt\u202e4o"):
+        assert bound.bound({m.ATTR_MODEL: hostile, m.ATTR_PROVIDER: hostile}) == {
+            m.ATTR_MODEL: m.OTHER,
+            m.ATTR_PROVIDER: m.OTHER,
+        }
+    assert bound.distinct(m.ATTR_MODEL) == 0, "nothing hostile is kept in the bound's memory either"

@@ -86,6 +86,15 @@ def test_values_are_made_safe_visibly():
     assert clean["crlf"] == "abc"
 
 
+def test_what_no_exporter_can_encode_or_a_terminal_should_print_is_left_out():
+    """Lone surrogates (invalid UTF-8 read with ``surrogateescape``), bidi overrides, DEL and C1
+    controls: out of keys and values alike; letters of any script stay."""
+    clean = md.sanitise({"k\ud800ey": "x\udcffy\u202ez\x7f\x85", "naïve": "東京 café"})
+    assert clean == {"key": "xyz", "naïve": "東京 café"}
+    for text in (*clean, *clean.values()):
+        text.encode("utf-8")  # what the OTLP encoder does with every attribute
+
+
 def test_merge_without_a_caller_header_encodes_the_context():
     merged = md.merge(None, {"_user": "u1", "session": "s1"})
     assert merged.header == '{"_user":"u1","session":"s1"}'

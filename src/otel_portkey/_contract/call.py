@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from . import metadata as md
 
@@ -236,15 +236,24 @@ def plan_request(facts: RequestFacts, policy: CallPolicy) -> RequestPlan:
     )
     if merged.header is not None:
         (replace if caller_header is not None else add)[METADATA] = merged.header
-    if present:  # a caller's own ids can be any length: bounded like every attribute the bridge sets
+    if present:  # a caller's own ids are untrusted text: bounded, and attributes only when printable
         sent = {**present, **add, **replace}
         trace_id = sent[TRACE_ID][:MAX_ATTRIBUTE_CHARS]
         span_id = sent[SPAN_ID][:MAX_ATTRIBUTE_CHARS]
+        attributes = dict(merged.attributes)
+        for key, value in ((ATTR_TRACE_ID, trace_id), (ATTR_SPAN_ID, span_id)):
+            shown = attribute_text(value)
+            if shown is not None:
+                attributes[key] = shown
     else:  # the usual case: every id is ours
         trace_id, span_id = ids.trace_id, ids.span_id
-    attributes = {**merged.attributes, ATTR_TRACE_ID: trace_id, ATTR_SPAN_ID: span_id}
+        attributes = {**merged.attributes, ATTR_TRACE_ID: trace_id, ATTR_SPAN_ID: span_id}
     if policy.trace_url_template is not None:
-        attributes[ATTR_TRACE_URL] = policy.trace_url_template.replace("{trace_id}", trace_id)
+        # The trace id is a caller's own under ``respect``: percent-encoded, it stays one path or
+        # query value of the link, whatever it holds (``&``, ``"``, ``<``, ``/``, controls).
+        attributes[ATTR_TRACE_URL] = policy.trace_url_template.replace(
+            "{trace_id}", quote(trace_id, safe="", errors="replace")
+        )
     return RequestPlan(add, replace, attributes, merged.notes, ids.trace_id, trace_id)
 
 
@@ -316,34 +325,62 @@ _TEXT_ATTRIBUTES: Final = (
 )
 
 
-def _as_int(value: str | None) -> int | None:
-    """A small decimal integer (a retry count), or None: anything else, including a number an OTLP
-    int64 cannot hold (which would make every export of the span or the counter fail), is ignored."""
+# A retry count the bridge takes: ``-1`` (Portkey's "retries exhausted") or at most two ASCII digits.
+# Portkey retries a target at most 5 times; anything else (a sign, ``_``, other scripts' digits,
+# spaces inside, a huge number) is not a count, and would let one answer add thousands of retries.
+_RETRY_COUNT: Final = re.compile(r"-1|[0-9]{1,2}", re.ASCII)
+MAX_RETRY_COUNT: Final = 99
+
+
+def attribute_text(value: str | None, limit: int = MAX_ATTRIBUTE_CHARS) -> str | None:
+    """An untrusted header value as an attribute value, or None: the value is dropped whole.
+
+    Spaces and tabs around it (HTTP's optional whitespace) are stripped and it is cut to ``limit``
+    characters. It is dropped when nothing is left or when it holds any character that is not
+    printable (:meth:`str.isprintable`): C0 controls with NUL, ESC (so every ANSI escape) and tab,
+    DEL, the C1 controls 0x80-0x9f (what latin-1 makes of such bytes, as httpx, requests, urllib and
+    urllib3 decode), lone surrogates (what aiohttp makes of invalid UTF-8 with ``surrogateescape``,
+    and what no OTLP encoder can encode), format characters such as bidi overrides, separators
+    other than the space, private-use and unassigned code points.
+
+    Dropped rather than repaired: every header the bridge reads is an identifier or one of a few
+    words, and a repaired value (``op\\x00enai`` made ``openai``) would pass a hostile answer off as
+    a legitimate one. What is kept always encodes as OTLP (valid UTF-8) and prints as it is.
+    """
     if value is None:
         return None
-    text = value.strip()
-    if not (text.isascii() and len(text) <= 6):
+    text = value.strip(" \t")
+    if not text or not text.isprintable():
         return None
-    try:
-        return int(text)
-    except ValueError:
+    return text[:limit]
+
+
+def _as_int(value: str | None) -> int | None:
+    """A retry count: ``-1`` or a plain integer of one or two ASCII digits (``0`` to ``99``), with
+    nothing around it but spaces or tabs; None for anything else (``+2``, ``1_0``, ``-5``, ``٣``,
+    ``0x1``, ``1 2``, ``100``), which is ignored, never partly read."""
+    if value is None:
         return None
+    text = value.strip(" \t")
+    return int(text) if _RETRY_COUNT.fullmatch(text) else None
 
 
 def answer_attributes(response_header: Callable[[str], str | None]) -> dict[str, str | int | bool]:
     """Span attributes from a gateway's response headers (looked up by lowercase name).
 
-    The trace id is there only when the gateway echoed a non-blank one (it then replaces the one
-    recorded at request time). A non-integer retry count is ignored; strings are bounded in length.
+    The answer is untrusted input: each text value passes :func:`attribute_text` (a value with a
+    control character, an escape, NUL or invalid UTF-8 is dropped whole; the rest is bounded in
+    length), the retry count :func:`_as_int`. The trace id is there only when the gateway echoed
+    a usable one (it then replaces the one recorded at request time; a dropped echo leaves that one).
     """
     attributes: dict[str, str | int | bool] = {}
-    echoed = response_header(TRACE_ID)
-    if echoed and echoed.strip():
-        attributes[ATTR_TRACE_ID] = echoed.strip()[:MAX_ATTRIBUTE_CHARS]
+    echoed = attribute_text(response_header(TRACE_ID))
+    if echoed is not None:
+        attributes[ATTR_TRACE_ID] = echoed
     for header, attribute in _TEXT_ATTRIBUTES:
-        value = response_header(header)
-        if value:
-            attributes[attribute] = value[:MAX_ATTRIBUTE_CHARS]
+        value = attribute_text(response_header(header))
+        if value is not None:
+            attributes[attribute] = value
     retries = _as_int(response_header(RETRY_ATTEMPT_COUNT))
     if retries is not None:
         attributes[ATTR_RETRY_ATTEMPT_COUNT] = retries
@@ -461,7 +498,7 @@ def _skeleton(node: object, depth: int = 0) -> RoutingConfig:
 
 def retry_count(answer: Mapping[str, object]) -> int:
     """The retries to add for one call: the gateway's count, or 0 when it is missing or negative
-    (``answer_attributes`` already ignores a count of more than six characters)."""
+    (``answer_attributes`` takes a count only as -1 or at most :data:`MAX_RETRY_COUNT`)."""
     count = answer.get(ATTR_RETRY_ATTEMPT_COUNT)
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
@@ -520,11 +557,13 @@ def call_attributes(
 class AttributeBound:
     """Bounds the values of :data:`BOUNDED` attributes: each is cut to ``max_chars`` characters,
     and once an attribute has had ``max_distinct`` distinct values, any value not among them
-    becomes ``_OTHER``. On top of that, once ``max_sets`` distinct attribute sets (series) have
-    been seen, a new set has every bounded value replaced by ``_OTHER``. So one instrument's series
-    stay bounded however many models, providers or hostile answers there are, and the bound's own
-    memory is at most ``max_distinct`` values per attribute and ``max_sets`` sets (threads racing at
-    a limit may each add one more). The first values seen are the ones kept.
+    becomes ``_OTHER``; so does a text that is not printable (a control character, an escape, a
+    lone surrogate: see :func:`attribute_text`), which no exporter must be handed. On top of
+    that, once ``max_sets`` distinct attribute sets (series) have been seen, a new set has every
+    bounded value replaced by ``_OTHER``. So one instrument's series stay bounded however many
+    models, providers or hostile answers there are, and the bound's own memory is at most
+    ``max_distinct`` values per attribute and ``max_sets`` sets (threads racing at a limit may each
+    add one more). The first values seen are the ones kept.
     """
 
     def __init__(
@@ -553,6 +592,9 @@ class AttributeBound:
             if value is None or (value in seen and type(value) is not bool):
                 continue
             if isinstance(value, bool) or not isinstance(value, (str, int)):
+                attributes[key] = OTHER
+                continue
+            if isinstance(value, str) and not value.isprintable():  # see attribute_text: dropped whole
                 attributes[key] = OTHER
                 continue
             if isinstance(value, str) and len(value) > self.max_chars:

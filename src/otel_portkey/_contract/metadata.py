@@ -35,7 +35,10 @@ RESOURCE_KEYS: Final = (
 
 
 def _printable(text: str) -> str:
-    return "".join(c for c in text if c >= " " and c != "\x7f" and not 0x80 <= ord(c) < 0xA0)
+    """``text`` without the characters that are not printable (:meth:`str.isprintable`): C0 and C1
+    controls, DEL, lone surrogates (which no OTLP encoder can encode), format characters such as
+    bidi overrides, separators other than the space."""
+    return text if text.isprintable() else "".join(c for c in text if c.isprintable())
 
 
 def _truncate(text: str, limit: int) -> str:
