@@ -1,5 +1,6 @@
 """examples/docker-compose.yaml, checked statically (there is no Docker engine here)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -113,3 +114,57 @@ def test_the_collector_publishes_the_apps_metrics_for_prometheus():
     assert exporter["endpoint"] == "${env:OTELCOL_PROMETHEUS_ENDPOINT:-localhost:8889}"
     assert exporter["enable_open_metrics"] is True
     assert COLLECTOR["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]
+
+
+DOCKERFILE = (ROOT / "examples" / "gateway-otel" / "Dockerfile").read_text()
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the traced gateway's Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", re.sub(r"^\s*#.*\n", "", DOCKERFILE, flags=re.MULTILINE))
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in text.splitlines()
+        if line.strip()
+    ]
+
+
+def test_the_traced_gateway_image_derives_the_pinned_official_one_with_the_tested_packages():
+    from otel_portkey._peers.oss_gateway import GATEWAY_VERSION, NODE_OTEL_PACKAGES
+
+    steps = dockerfile_instructions()
+    assert steps[0] == ("FROM", f"portkeyai/gateway:{GATEWAY_VERSION}")
+    (install,) = [args for kind, args in steps if kind == "RUN" and "npm install" in args]
+    pinned = dict(re.findall(r"(@opentelemetry/[\w-]+)@(\S+)", install))
+    assert pinned == NODE_OTEL_PACKAGES, "the image installs what the tests run"
+    assert "--ignore-scripts" in install
+
+
+def test_the_traced_gateway_image_runs_the_packaged_preload():
+    from otel_portkey._peers.oss_gateway import gateway_preload
+
+    steps = dockerfile_instructions()
+    (copy,) = [args.split() for kind, args in steps if kind == "COPY"]
+    assert (ROOT / copy[0]).resolve() == gateway_preload().resolve()
+    (entrypoint,) = [json.loads(args) for kind, args in steps if kind == "ENTRYPOINT"]
+    assert entrypoint[:3] == ["node", "--import", f"file://{copy[1]}"]
+    assert entrypoint[3] == "build/start-server.js"  # the official image's start:node script
+    workdirs = [args for kind, args in steps if kind == "WORKDIR"]
+    assert Path(copy[1]).parent == Path(workdirs[0]), "the preload sits beside its node_modules"
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for kind, args in steps if kind == "ENV")))
+    assert env["OTEL_SERVICE_NAME"] == "portkey-gateway"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert not [name for name in env if "HEADERS" in name or "KEY" in name], "no secret baked in"
+
+
+def test_compose_builds_the_traced_gateway_and_sends_its_spans_to_the_collector():
+    gateway = SERVICES["gateway"]
+    build = gateway["build"]
+    assert (ROOT / "examples" / build["context"]).resolve() == ROOT
+    assert (ROOT / build["dockerfile"]).resolve() == ROOT / "examples" / "gateway-otel" / "Dockerfile"
+    env = gateway["environment"]
+    host, port = env["OTEL_EXPORTER_OTLP_ENDPOINT"].removeprefix("http://").split(":")
+    assert host == "collector"
+    assert int(port) == port_of(SERVICES["collector"]["environment"]["OTELCOL_OTLP_HTTP_ENDPOINT"])
+    assert env["OTEL_SERVICE_NAME"] == "portkey-gateway"
+    assert "collector" in gateway["depends_on"]
