@@ -14,7 +14,7 @@ from otel_portkey._otel.bridge import GatewayCall
 def end_span_when_stream_closes(span, stream):
     """What the bridge does with a streamed answer: its call, in for the span's end, waits for the
     stream's ``close`` or ``aclose``."""
-    call = GatewayCall.begin(span, None, None, None, None, hooked=True)
+    call = GatewayCall.begin(span, None, hooked=True)
     assert call is not None
     return call.stream(stream, ("close",), ("aclose",))
 

@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
@@ -79,6 +80,7 @@ from .processor import Caller, ProcessorAttachment, caller_of, context_metadata
 from .sdk_internals import waiting_for_provider
 
 _MAX_RESOURCES: Final = 16
+_NO_ANSWER: Final[Mapping[str, object]] = MappingProxyType({})
 _MAX_ROUTINGS: Final = 64
 _STATUS_ATTRIBUTES: Final = ("http.response.status_code", "http.status_code")
 
@@ -205,7 +207,6 @@ class GatewayCall:
     """
 
     __slots__ = (
-        "__weakref__",
         "_ending",
         "_streaming",
         "answer",
@@ -221,53 +222,45 @@ class GatewayCall:
     )
 
     def __init__(
-        self,
-        gateway_metrics: GatewayMetrics | None,
-        server: str | None,
-        caller: Caller | None,
-        routing: RoutingConfig = None,
-        hooked: bool = True,
+        self, ending: list[tuple[Callable[..., None], Span, GatewayMetrics | None]], hooked: bool = True
     ) -> None:
-        self.started = time.perf_counter()
-        self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
         # What ending takes (the span's own ``end``, the span, the metrics), popped once; empty
         # when the call could not stand in for its span's end.
-        self._ending: list[tuple[Callable[..., None], Span, GatewayMetrics | None]] = []
+        self._ending = ending
         self._streaming = False  # the answer streams: only the stream's close ends the call
         self.hooked = hooked  # the client's response hook will hand over the answer
-        self.server = server
-        self.operation, self.model = (caller.operation, caller.model) if caller else (None, None)
-        self.routing = routing
-        self.answer: Mapping[str, object] = {}
+        self.answer: Mapping[str, object] = _NO_ANSWER
         self.answered = False
         self.status: int | None = None
 
     @classmethod
-    def begin(
-        cls,
-        span: Span,
-        gateway_metrics: GatewayMetrics | None,
-        server: str | None,
-        caller: Caller | None,
-        routing: RoutingConfig,
-        hooked: bool,
-    ) -> GatewayCall:
+    def begin(cls, span: Span, gateway_metrics: GatewayMetrics | None, hooked: bool) -> GatewayCall:
         """Make the call and put it in for ``span.end``. A span that already has a call (the same
-        span bridged twice) keeps the first; a span that takes no stand-in for its end gets the
-        answer on its attributes all the same, but no metrics point and no stream's end (said once)."""
-        call = cls(gateway_metrics, server, caller, routing, hooked)
+        span bridged twice) keeps the first, which is returned; a span that takes no stand-in for its
+        end gets the answer on its attributes all the same, but no metrics point and no stream's end
+        (said once)."""
         try:
             end = span.end
-            if not isinstance(end, GatewayCall):
-                span.end = call  # type: ignore[method-assign]
-                call._ending.append((end, span, gateway_metrics))
+            if isinstance(end, GatewayCall):
+                return end
+            call = cls([(end, span, gateway_metrics)], hooked)  # ready before the span can end it
+            span.end = call  # type: ignore[method-assign]
+            return call
         except (AttributeError, TypeError) as error:
             warn_once(
                 "span end",
                 f"otel-portkey: a {type(span).__name__} takes no stand-in for its end "
                 f"({type(error).__name__}), so its calls' streams and metrics are not followed",
             )
-        return call
+            return cls([], hooked)
+
+    def count(self, server: str | None, caller: Caller | None, routing: RoutingConfig) -> None:
+        """What the call's metrics point needs from its request (metrics on only)."""
+        self.started = time.perf_counter()
+        self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
+        self.server = server
+        self.operation, self.model = (caller.operation, caller.model) if caller else (None, None)
+        self.routing = routing
 
     def answered_with(self, answer: Mapping[str, object], status: object) -> None:
         self.answered = True
@@ -287,7 +280,7 @@ class GatewayCall:
         except IndexError:  # ended already
             return
         try:
-            if getattr(span, "__dict__", {}).get("end") is self:
+            if span.__dict__.get("end") is self:
                 del span.end
             if gateway_metrics is not None:
                 gateway_metrics.record(self, span, time.perf_counter() - self.started)
@@ -474,16 +467,13 @@ class Bridge:
             portkey_trace_ids.remember(plan.trace_id, plan.portkey_trace_id)
         if span.is_recording():
             span.set_attributes(plan.attributes)
-        gateway_metrics = self._metrics if self._metrics is not None and self._metrics.ready() else None
+        metrics = self._metrics
+        if metrics is None or not metrics.ready():
+            return GatewayCall.begin(span, None, hooked)
+        call = GatewayCall.begin(span, metrics, hooked)
         config = present.get(CONFIG)
-        return GatewayCall.begin(
-            span,
-            gateway_metrics,
-            _host(url),
-            caller,
-            self._routing(config) if config is not None and gateway_metrics is not None else None,
-            hooked,
-        )
+        call.count(_host(url), caller, self._routing(config) if config is not None else None)
+        return call
 
     def _resource_metadata(self, span: Span) -> MetadataItems:
         resource = getattr(span, "resource", None) or self._resource
