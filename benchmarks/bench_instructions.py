@@ -14,7 +14,9 @@ from memory). Configurations, in ``opentelemetry-instrument``'s order:
   histogram point and counter add, with the same attributes, on the same SDK ``MeterProvider``: the
   floor of what recording the two points costs;
 * ``other request, bridge`` / ``other request``: a request that is not Portkey-bound, with and
-  without the bridge installed (what the bridge costs at the seam for everything else).
+  without the bridge installed (what the bridge costs everything else, its span processor on the
+  call's two spans included); ``..., processor off``: the same with the processor switched off, so
+  only the seam (the hooks and the propagator) is left.
 
 ``python benchmarks/bench_instructions.py [--src DIR ...]`` (each ``--src`` a tree's ``src``, e.g. a
 ``git worktree`` of an earlier commit: its figures go side by side). About a minute per configuration
@@ -41,6 +43,7 @@ CONFIGS = (
     "contract, point",
     "other request",
     "other request, bridge",
+    "other request, bridge, processor off",
 )
 
 # Run inside the measured process: one configuration, ``count`` calls after a warm-up.
@@ -94,8 +97,14 @@ elif config.startswith("bridge"):
     HTTPX2ClientInstrumentor().instrument()
     PortkeyInstrumentor().instrument(gateway_urls=[gateway], metrics=with_metrics)
     bridge_module._auto_instrumentation_finished()
-elif config == "other request, bridge":
+elif config.startswith("other request, bridge"):
     harness.auto_bridged(HTTPX2ClientInstrumentor, gateway)()
+    if config.endswith("processor off"):  # the seam alone: hooks and propagator, no span processor
+        from otel_portkey import PortkeySpanProcessor
+        provider = trace.get_tracer_provider()
+        for processor in provider._active_span_processor._span_processors:
+            if isinstance(processor, PortkeySpanProcessor):
+                processor.enabled = False
 else:
     harness.instrumented(HTTPX2ClientInstrumentor)()
 url = bench_offline.URL if not config.startswith("other") else "http://elsewhere.bench/v1/x"
