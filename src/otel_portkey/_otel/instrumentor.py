@@ -32,7 +32,7 @@ from ..environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 from . import client_hooks, processor
 from .bridge import Bridge, GatewayMetrics
 from .client_hooks import Client
-from .diagnostics import warn_once
+from .diagnostics import report_once, warn_once
 from .kept_trace_ids import portkey_trace_ids
 from .processor import ProcessorAttachment
 
@@ -165,6 +165,7 @@ class Installation:
         self.meter_provider = meter_provider
         self.processor = ProcessorAttachment(settings.baggage_trust, tracer_provider)
         self.owned: tuple[type[Any], ...] = ()  # the httpx instrumentors instrumented here
+        self.provider_watch: object = None  # the wrapper on trace.set_tracer_provider, while waiting
         try:
             attached = self.processor.attach()
             if not attached:
@@ -186,9 +187,36 @@ class Installation:
                     "after the bridge (opentelemetry-instrument does)",
                 )
             _forks.watch(self)
+            if not attached:
+                self._watch_provider()
         except Exception:
             self.undo()
             raise
+
+    def _watch_provider(self) -> None:
+        """No SDK tracer provider yet (a gunicorn master; the worker sets one in ``post_fork``):
+        ``opentelemetry.trace.set_tracer_provider`` is wrapped until one is set, so the processor is
+        on it before the first span starts, and the first call is named and tagged as every later
+        one. (Code that imported the function by name before the bridge calls it unwrapped: the
+        provider is then found on the next inbound request or gateway call, and spans started
+        before that are not seen.)"""
+
+        def provider_set(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+            result = wrapped(*args, **kwargs)
+            try:
+                self.bridge.look_for_processor()
+                if self.bridge.processor_pending is None:
+                    self._unwatch_provider()
+            except Exception as error:  # never raise into the app's set-up
+                report_once("attaching to the tracer provider", error)
+            return result
+
+        self.provider_watch = wrapt.wrap_function_wrapper(trace, "set_tracer_provider", provider_set)
+
+    def _unwatch_provider(self) -> None:
+        watch, self.provider_watch = self.provider_watch, None
+        if watch is not None and trace.set_tracer_provider is watch:
+            unwrap(trace, "set_tracer_provider")
 
     def instrument_http_clients(self) -> None:
         """Instrument httpx and httpx2 if nobody has (LLM SDKs send through them) and the library is
@@ -227,6 +255,7 @@ class Installation:
         """Take out all of it; the processor is switched off (the SDK cannot remove one) and
         switched on again by the next ``instrument()``."""
         _forks.watch(None)
+        self._unwatch_provider()
         for cls in self.owned:
             cls().uninstrument()
         self.owned = ()
