@@ -278,6 +278,13 @@ class Collector(_Process):
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def own_metrics_address(self) -> str:
+        """Where the Collector serves its own metrics (GET /metrics): a free 127.0.0.1 port of its
+        own, never the default localhost:8888, so that Collectors (and Jaeger) on one host never
+        collide."""
+        return f"127.0.0.1:{self.own_metrics_port}"
+
     def own_metrics(self) -> Metrics:
         """The Collector's own metrics now, from its telemetry endpoint."""
         return collector_metrics(self.own_metrics_port)
@@ -376,7 +383,13 @@ class Prometheus(_Process):
         scrape_interval: str = "1s",
         job: str = "otel-portkey",
         port: int | None = None,
+        honor_labels: bool = False,
+        own_telemetry: list[str] | None = None,
     ) -> None:
+        """``honor_labels`` keeps the job and instance the targets set (the Collector's exporter sets
+        them from each app's service.name and service.instance.id), as examples/prometheus/prometheus.yml
+        does; ``own_telemetry`` are Collectors' own metrics endpoints, scraped as job
+        ``otel-collector-self`` like there."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.TemporaryDirectory(prefix="otel-portkey-prometheus-")
@@ -386,6 +399,12 @@ class Prometheus(_Process):
             "rule_files": [str(Path(rule).resolve()) for rule in rule_files or []],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
         }
+        if honor_labels:
+            config["scrape_configs"][0]["honor_labels"] = True
+        if own_telemetry:
+            config["scrape_configs"].append(
+                {"job_name": "otel-collector-self", "static_configs": [{"targets": list(own_telemetry)}]}
+            )
         self.config_path.write_text(json.dumps(config, indent=2))
         command = [
             binary,
