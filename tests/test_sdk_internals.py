@@ -2,20 +2,16 @@
 pinned version (these fail loudly the day one changes), and each fallback works."""
 
 import pytest
-from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_portkey import PortkeyInstrumentor, PortkeySpanProcessor
-from otel_portkey._contract.baggage_trust import BaggageTrust
 from otel_portkey._otel import processor, sdk_internals
-from otel_portkey._otel.processor import context_metadata
 
 pytestmark = pytest.mark.unit
 
 
 def test_the_layouts_are_there_in_the_pinned_versions():
     assert sdk_internals._processors_layout()
-    assert sdk_internals.BAGGAGE_KEY is not None
 
 
 def test_importing_the_package_makes_no_tracer_provider():
@@ -57,19 +53,6 @@ def test_without_the_processors_layout_the_bridge_adds_its_own_once(monkeypatch)
         p for p in provider._active_span_processor._span_processors if isinstance(p, PortkeySpanProcessor)
     ]
     assert registered == [added], "switched off and reused, never a second one"
-
-
-def test_baggage_is_read_alike_with_and_without_its_layout(monkeypatch):
-    trust = BaggageTrust.parse("portkey.metadata.*")
-    token = context.attach(baggage.set_baggage("portkey.metadata.team", "search"))
-    try:
-        fast = context_metadata(trust=trust)
-        monkeypatch.setattr(sdk_internals, "BAGGAGE_KEY", None)
-        monkeypatch.setattr(processor, "_last", (processor.NO_TRUST, {}, ()))  # no cache
-        assert dict(sdk_internals.baggage_entries()) == {"portkey.metadata.team": "search"}
-        assert context_metadata(trust=trust) == fast == (("team", "search"),)
-    finally:
-        context.detach(token)
 
 
 def test_a_proxy_instrument_says_when_no_meter_provider_is_behind_it():

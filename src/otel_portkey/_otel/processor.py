@@ -29,7 +29,7 @@ from .._contract.baggage_trust import BAGGAGE_PREFIX, BaggageTrust
 from .._contract.call import ATTR_METADATA_PREFIX, MetadataItems
 from .._contract.metadata import MAX_ENTRIES, clean_key, clean_value
 from .diagnostics import report_once, warn_once
-from .sdk_internals import baggage_entries, span_processors
+from .sdk_internals import span_processors
 
 _LOCAL_METADATA: Final = context.create_key("otel-portkey.metadata")
 # The caller's span context of an inbound request whose trace the bridge did not continue
@@ -108,7 +108,7 @@ def context_metadata(ctx: Context | None = None, trust: BaggageTrust = NO_TRUST)
 
 def _trusted_baggage(ctx: Context | None, trust: BaggageTrust) -> MetadataItems:
     global _last
-    entries = baggage_entries(ctx)
+    entries = baggage.get_all(ctx)
     if not entries:
         return _EMPTY
     last_trust, source, items = _last

@@ -6,9 +6,6 @@ pinned version changes either, and runs each fallback). Nothing here is ever wri
   which the SDK does not list publicly. Read to find a ``PortkeySpanProcessor`` already there (the
   user's, or one an earlier ``instrument()`` added and switched off again), so the bridge reuses it
   instead of adding a second one. Fallback: none found, one is added.
-* ``opentelemetry.baggage._BAGGAGE_KEY``: the context key under which the API keeps baggage as a
-  plain dict; reading it skips the read-only proxy ``baggage.get_all`` builds on every span start.
-  Fallback: ``baggage.get_all``.
 * ``_real_instrument`` of the API's proxy instruments (what ``metrics.get_meter`` gives before a
   ``MeterProvider`` is set): None while no provider is there, so the bridge's metrics skip all their
   work until one is (an app that exports no metrics pays nothing for them). Fallback: the work is
@@ -17,11 +14,7 @@ pinned version changes either, and runs each fallback). Nothing here is ever wri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-from opentelemetry import baggage
-from opentelemetry.context import Context, get_value
 
 
 def _processors_layout() -> bool:
@@ -38,17 +31,7 @@ def _processors_layout() -> bool:
         return False
 
 
-def _baggage_key() -> str | None:
-    key = getattr(baggage, "_BAGGAGE_KEY", None)
-    try:
-        probe = baggage.set_baggage("otel-portkey-probe", "1", Context())
-        return key if get_value(key, probe) == {"otel-portkey-probe": "1"} else None  # type: ignore[arg-type]
-    except Exception:
-        return None
-
-
 PROCESSORS_READABLE: bool | None = None  # probed on first use (only the instrumentor reads it)
-BAGGAGE_KEY = _baggage_key()
 
 
 def span_processors(provider: Any) -> tuple[Any, ...]:
@@ -60,14 +43,6 @@ def span_processors(provider: Any) -> tuple[Any, ...]:
         return ()
     processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
     return processors if isinstance(processors, tuple) else ()
-
-
-def baggage_entries(ctx: Context | None = None) -> Mapping[str, object]:
-    """The baggage in ``ctx`` (default: the current context) as a mapping."""
-    if BAGGAGE_KEY is not None:
-        entries = get_value(BAGGAGE_KEY, ctx)
-        return entries if isinstance(entries, Mapping) else {}
-    return baggage.get_all(ctx)
 
 
 def waiting_for_provider(instrument: object) -> bool:
