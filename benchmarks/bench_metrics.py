@@ -280,7 +280,7 @@ def start_call(metrics: GatewayMetrics, span: Any) -> None:
     """What the request side does for a bound call's metrics: a GatewayCall in for ``span.end``,
     with the point due when the span ends (when a MeterProvider is there)."""
     if metrics.ready():
-        GatewayCall.begin(span, metrics, hooked=True).count(_host(URL), CHAT_CALLER, None)
+        GatewayCall.begin(span, metrics, hooked=True, counted=(_host(URL), CHAT_CALLER, None))
     else:
         GatewayCall.begin(span, None, hooked=True)
 
@@ -525,7 +525,7 @@ def bench_pieces(count: int, rounds: int) -> tuple[str, dict[str, float]]:
             figures["start"] + figures["answer"] + figures[f"end, {name}"] - figures["plain end"]
         )
     labels = [
-        ("start", "request side: `GatewayCall.begin` and `count` (the call in for `span.end`)"),
+        ("start", "request side: `GatewayCall.begin` (the call in for `span.end`)"),
         ("_host", "&emsp;of which `_host(url)` (`urlsplit(url).hostname`, cached per URL)"),
         ("start, no MeterProvider", "request side, no MeterProvider: `GatewayMetrics.start` returns at once"),
         ("answer", "response side: `call_of(span)` + `answered_with`"),

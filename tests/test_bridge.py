@@ -339,6 +339,7 @@ def test_a_tracer_provider_set_after_the_bridge_gets_its_processor_on_the_next_c
         assert sent["x-portkey-span-name"] == expected
     # the call that found the provider started before the processor was there; the next one did not
     assert hooks.bridge.processor_pending is None, "and it is not looked for again"
+    assert hooks.bridge._resource is sdk.resource, "unsampled calls get its resource metadata too"
     assert attachment.switched_on is not None
     assert attachment.switched_on.enabled
 

@@ -433,3 +433,17 @@ def test_the_collectors_ca_does_not_replace_the_trust_store_for_portkey(
         trusted = PortkeySpanExporter(endpoint=endpoint.url, api_key="pk-8")
         assert trusted.export([finished_span()]) == SpanExportResult.SUCCESS
     assert endpoint.presented == [COLLECTOR_CLIENT_CN, None], "one export from the OTLP exporter, one trusted"
+
+
+def test_a_ca_set_for_portkey_wins_over_requests_ca_bundle(monkeypatch):
+    """requests lets ``REQUESTS_CA_BUNDLE`` replace a session's ``verify``; the CA set for Portkey
+    (``OTEL_EXPORTER_PORTKEY_CERTIFICATE``) stays. Without one, requests' own environment applies."""
+    from otel_portkey import exporter as exporter_module
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/corp/ca.pem")
+    url = "https://api.portkey.ai/v1/otel/v1/traces"
+    pinned = exporter_module._session_class()(frozenset(), "/portkey/ca.pem", "/portkey/client.pem")
+    settings = pinned.merge_environment_settings(url, {}, None, True, None)
+    assert (settings["verify"], settings["cert"]) == ("/portkey/ca.pem", "/portkey/client.pem")
+    system = exporter_module._session_class()(frozenset(), True, None)
+    assert system.merge_environment_settings(url, {}, None, True, None)["verify"] == "/corp/ca.pem"

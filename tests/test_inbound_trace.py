@@ -275,6 +275,26 @@ def test_link_leaves_a_given_context_without_a_traceparent_alone(spans: Any) -> 
         assert trace.get_current_span(propagate.extract({}, context=given)) is local
 
 
+def test_link_holds_when_the_app_sets_another_propagator_after_the_bridge(spans: Any) -> None:
+    """An app that sets its own propagator after ``instrument()`` (adding B3, X-Ray) keeps ``link``
+    from its very next inbound request: the new propagator is wrapped as it is set. Uninstrumented,
+    ``set_global_textmap`` is the API's own again."""
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    api_setter = propagate.set_global_textmap
+    instrumentor = PortkeyInstrumentor()
+    instrumentor.instrument(inbound_trace_context="link")
+    try:
+        propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator()]))
+        server, _, _ = server_span_for({"traceparent": FORGED})
+        assert format(server.context.trace_id, "032x") != FORGED_TRACE_ID
+        assert server.parent is None
+    finally:
+        instrumentor.uninstrument()
+    assert propagate.set_global_textmap is api_setter
+
+
 def test_after_uninstrument_link_does_nothing(spans: Any) -> None:
     instrumentor = PortkeyInstrumentor()
     instrumentor.instrument(inbound_trace_context="link")

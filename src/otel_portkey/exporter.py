@@ -173,6 +173,19 @@ def _session_class() -> Any:
         def cert(self, value: object) -> None:
             pass
 
+        def merge_environment_settings(
+            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+        ) -> Any:
+            """requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` win over a session's
+            ``verify``: a CA set for Portkey (``OTEL_EXPORTER_PORTKEY_CERTIFICATE``) wins here."""
+            settings = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            portkey_verify, portkey_cert = self._portkey_tls
+            if isinstance(portkey_verify, str):
+                settings["verify"] = portkey_verify
+            if portkey_cert is not None:
+                settings["cert"] = portkey_cert
+            return settings
+
         def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
             for name in self._strip:
                 if name in request.headers:  # case-insensitive

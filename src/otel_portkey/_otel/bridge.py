@@ -178,8 +178,8 @@ class GatewayMetrics:
         if not call.answered:  # no answer: the call raised, and its exception is being raised now
             recorded = span_attributes.get(ATTR_ERROR_TYPE)
             raised = sys.exc_info()[1]
-            if raised is call.handling:  # the app was already handling it when the call began
-                raised = None
+            if raised is not None and id(raised) == call.handling:  # the app was already handling it
+                raised = None  # when the call began
             if isinstance(recorded, str):
                 exception = recorded
             elif raised is not None:
@@ -234,16 +234,25 @@ class GatewayCall:
         self.status: int | None = None
 
     @classmethod
-    def begin(cls, span: Span, gateway_metrics: GatewayMetrics | None, hooked: bool) -> GatewayCall:
-        """Make the call and put it in for ``span.end``. A span that already has a call (the same
-        span bridged twice) keeps the first, which is returned; a span that takes no stand-in for its
-        end gets the answer on its attributes all the same, but no metrics point and no stream's end
-        (said once)."""
+    def begin(
+        cls,
+        span: Span,
+        gateway_metrics: GatewayMetrics | None,
+        hooked: bool,
+        counted: tuple[str | None, Caller | None, RoutingConfig] | None = None,
+    ) -> GatewayCall:
+        """Make the call and put it in for ``span.end``, whole before it stands in (``counted``:
+        what the metrics point needs from the request, ``(server, caller, routing)``). A span that
+        already has a call (the same span bridged twice) keeps the first, which is returned; a span
+        that takes no stand-in for its end gets the answer on its attributes all the same, but no
+        metrics point and no stream's end (said once)."""
         try:
             end = span.end
             if isinstance(end, GatewayCall):
                 return end
-            call = cls([(end, span, gateway_metrics)], hooked)  # ready before the span can end it
+            call = cls([(end, span, gateway_metrics)], hooked)
+            if counted is not None:
+                call.count(*counted)
             span.end = call  # type: ignore[method-assign]
             return call
         except (AttributeError, TypeError) as error:
@@ -257,7 +266,9 @@ class GatewayCall:
     def count(self, server: str | None, caller: Caller | None, routing: RoutingConfig) -> None:
         """What the call's metrics point needs from its request (metrics on only)."""
         self.started = time.perf_counter()
-        self.handling = sys.exc_info()[1]  # an exception the app handles around the call: not its error
+        # An exception the app handles around the call is not its error: its id only (the exception
+        # would keep its traceback's frames, a request's locals among them, as long as the call).
+        self.handling = id(sys.exc_info()[1])
         self.server = server
         self.operation, self.model = (caller.operation, caller.model) if caller else (None, None)
         self.routing = routing
@@ -381,6 +392,8 @@ class Bridge:
         pending = self.processor_pending
         if pending is not None and pending.attach_on_call():
             self.processor_pending = None
+            if self._resource is None:  # for spans that carry none (unsampled ones), as if set first
+                self._resource = getattr(pending.attached_to, "resource", None)
 
     def url_is_gateway(self, url: str) -> bool:
         return url_matches_gateway(url, self._gateways)
@@ -470,10 +483,9 @@ class Bridge:
         metrics = self._metrics
         if metrics is None or not metrics.ready():
             return GatewayCall.begin(span, None, hooked)
-        call = GatewayCall.begin(span, metrics, hooked)
         config = present.get(CONFIG)
-        call.count(_host(url), caller, self._routing(config) if config is not None else None)
-        return call
+        routing = self._routing(config) if config is not None else None
+        return GatewayCall.begin(span, metrics, hooked, (_host(url), caller, routing))
 
     def _resource_metadata(self, span: Span) -> MetadataItems:
         resource = getattr(span, "resource", None) or self._resource

@@ -287,8 +287,8 @@ class PortkeyPropagator(TextMapPropagator):
     def extract(
         self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
     ) -> Context:
-        if self.bridge.processor_pending is not None:  # a tracer provider set after instrument():
-            try:  # found before this inbound request's server span starts
+        if self.enabled and self.bridge.processor_pending is not None:  # a provider set after
+            try:  # instrument(): found before this inbound request's server span starts
                 self.bridge.look_for_processor()
             except Exception as error:
                 report_once("looking for the tracer provider", error)
@@ -317,6 +317,8 @@ class PortkeyPropagator(TextMapPropagator):
             span_id = span.get_span_context().span_id
             if decided is not None and decided.span_id == span_id and span_id:  # the request hook's
                 bound, hooked, had_baggage = decided.bound, True, decided.baggage
+                if decided.call is None:  # used (httpx injects into a copy of what its hook saw)
+                    request_decision.set(None)
             else:  # no bridge hook saw this request (its instrumentation was made before the bridge)
                 bound, hooked, had_baggage = self._bound(span, carrier), False, True
         except Exception:  # never raise into the request: inject as if the bridge were not here

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import wrapt
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
@@ -32,7 +32,7 @@ from ..environment_variables import OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 from . import client_hooks, processor
 from .bridge import Bridge, GatewayMetrics
 from .client_hooks import Client
-from .diagnostics import report_once, warn_once
+from .diagnostics import report_once, traceback_without_messages, warn_once
 from .kept_trace_ids import portkey_trace_ids
 from .processor import ProcessorAttachment
 
@@ -166,6 +166,9 @@ class Installation:
         self.processor = ProcessorAttachment(settings.baggage_trust, tracer_provider)
         self.owned: tuple[type[Any], ...] = ()  # the httpx instrumentors instrumented here
         self.provider_watch: object = None  # the wrapper on trace.set_tracer_provider, while waiting
+        # The wrapper on propagate.set_global_textmap: a propagator set after the bridge is wrapped at
+        # once (inbound requests keep OTEL_PORTKEY_INBOUND_TRACE_CONTEXT, gateway ones lose baggage).
+        self.textmap_watch: object = None
         try:
             attached = self.processor.attach()
             if not attached:
@@ -187,6 +190,7 @@ class Installation:
                     "after the bridge (opentelemetry-instrument does)",
                 )
             _forks.watch(self)
+            self.textmap_watch = wrapt.wrap_function_wrapper(propagate, "set_global_textmap", _rewrap_after)
             if not attached:
                 self._watch_provider()
         except Exception:
@@ -256,6 +260,11 @@ class Installation:
         switched on again by the next ``instrument()``."""
         _forks.watch(None)
         self._unwatch_provider()
+        watch, self.textmap_watch = self.textmap_watch, None
+        if watch is not None and propagate.set_global_textmap is watch:
+            unwrap(propagate, "set_global_textmap")
+        if hasattr(self, "bridge"):
+            self.bridge.processor_pending = None  # nothing attaches a processor after the undo
         for cls in self.owned:
             cls().uninstrument()
         self.owned = ()
@@ -263,6 +272,13 @@ class Installation:
         client_hooks.activate(None)
         detach()
         client_hooks.uninstall_propagator()
+
+
+def _rewrap_after(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    """``propagate.set_global_textmap``, then the bridge's wrapper around what was set."""
+    result = wrapped(*args, **kwargs)
+    client_hooks.keep_installed()  # never raises
+    return result
 
 
 class _Forks:
@@ -349,7 +365,8 @@ class PortkeyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 "otel-portkey: the bridge could not be installed (%s); the application runs without it",
                 type(error).__name__,
             )
-            _log.debug("otel-portkey: installing failed", exc_info=True)
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("otel-portkey: installing failed\n%s", traceback_without_messages(error))
             with contextlib.suppress(Exception):
                 self._uninstrument()
             return None

@@ -128,8 +128,9 @@ _registering = threading.Lock()  # writers only (a new processor, a collected on
 def after_fork_in_child() -> None:
     """A forked child starts with the lock free (a fork taken while a thread held it would hang),
     and with no baggage remembered."""
-    global _registering, _last
+    global _registering, _attaching, _last
     _registering = threading.Lock()
+    _attaching = threading.Lock()
     _last = (NO_TRUST, {}, _EMPTY)
 
 
@@ -262,6 +263,7 @@ def _link_to_caller(span: Span, caller: object) -> None:
 
 # Per provider, the processor the bridge added to it (kept, switched off, while uninstrumented).
 _added: weakref.WeakKeyDictionary[Any, PortkeySpanProcessor] = weakref.WeakKeyDictionary()
+_attaching = threading.Lock()  # one look at a provider's processors, and one add, at a time
 
 
 class ProcessorAttachment:
@@ -276,6 +278,7 @@ class ProcessorAttachment:
         self.baggage_trust = baggage_trust
         self.provider = provider  # the one given to instrument(), else the global one is asked
         self.switched_on: PortkeySpanProcessor | None = None  # the one the bridge enabled or added
+        self.attached_to: TracerProvider | None = None  # the SDK provider found, once found
         self._said = False
 
     def attach(self) -> bool:
@@ -283,6 +286,11 @@ class ProcessorAttachment:
         provider = self.provider or trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
             return False
+        with _attaching:  # two first calls at once must not add two processors
+            return self._attach(provider)
+
+    def _attach(self, provider: TracerProvider) -> bool:
+        self.attached_to = provider
         mine = _added.get(provider)
         if mine is not None:
             mine.baggage_trust, mine.enabled = self.baggage_trust, True
