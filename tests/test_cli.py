@@ -56,6 +56,46 @@ def assert_the_real_gateway_answered(result):
     assert_metrics(result)
 
 
+def assert_the_gateways_own_node(result):
+    """What the traced gateway exported (the spans of service ``portkey-gateway`` in ``spans``):
+    under each of the agent's ``POST`` spans, one SERVER span, and one upstream attempt (a CLIENT
+    span) under that; the call's ``gateway_node`` is read from those spans and carries the
+    ``x-portkey-span-id`` the hop saw the gateway receive, answered 200 by the upstream."""
+    assert result["gateway_traced"] is True
+    spans = result["spans"]
+    gateway = [s for s in spans if s["service"] == "portkey-gateway"]
+    posts = [s for s in spans if s["service"] == "otel-portkey-demo" and s["name"] == "POST"]
+    assert len(posts) == 4
+    for post in posts:
+        (server,) = [s for s in gateway if s["parent_span_id"] == post["span_id"]]
+        assert server["kind"] == "server"
+        (attempt,) = [s for s in gateway if s["parent_span_id"] == server["span_id"]]
+        assert attempt["kind"] == "client"
+        (call,) = [c for c in result["calls"] if c["http_span_id"] == post["span_id"]]
+        node = call["gateway_node"]
+        assert (node["service"], node["span_id"], node["parent_span_id"]) == (
+            "portkey-gateway",
+            server["span_id"],
+            post["span_id"],
+        )
+        assert (
+            node["portkey_span_id"]
+            == call["sent"]["x-portkey-span-id"]
+            == call["answered"]["portkey.span_id"]
+        )
+        assert node["portkey_trace_id"] == result["trace_id"]
+        assert node["status_code"] == 200
+        assert [(a["span_id"], a["status_code"]) for a in node["attempts"]] == [(attempt["span_id"], 200)]
+    assert len(gateway) == 8
+
+
+def assert_no_gateway_node(result):
+    """A gateway the demo did not start traced (the stand-in, ``--gateway-url``): no node claimed."""
+    assert result["gateway_traced"] is False
+    assert [call["gateway_node"] for call in result["calls"]] == [None] * 4
+    assert not [s for s in result["spans"] if s["service"] == "portkey-gateway"]
+
+
 def assert_metrics(result):
     """The metrics the agent exported (``metrics``) count what the gateway answered to each call."""
     answers = [call["gateway_answer"] for call in result["calls"]]
@@ -76,6 +116,7 @@ def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway i
     result = json.loads(run.stdout)
     assert result["gateway"] == "OSS Portkey gateway 1.15.2"
     assert_the_real_gateway_answered(result)
+    assert_the_gateways_own_node(result)
     assert {"seed agent run", "invoke_agent", "execute_tool multiply"} <= {s["name"] for s in result["spans"]}
     assert gateway_processes(port) == []
 
@@ -88,6 +129,11 @@ def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
     assert "4 of 4 LLM calls carry OTel trace" in run.stdout
     assert run.stdout.count("ids equal") == 4
     assert "Jaeger: http://localhost:16686/trace/" in run.stdout
+    # Under each POST, the traced gateway's own node and its one upstream attempt.
+    assert "via the OSS Portkey gateway 1.15.2, traced as service 'portkey-gateway'" in run.stdout
+    assert run.stdout.count("portkey-gateway server POST  http 200  portkey.span_id ") == 4
+    assert run.stdout.count("(as received)") == 4
+    assert run.stdout.count("portkey-gateway attempt 1 POST 127.0.0.1:") == 4
     last = run.stdout.strip().splitlines()[-1]  # the summary of the metrics the agent exported
     assert last.startswith(
         "portkey.gateway.* metrics exported: "
@@ -109,17 +155,21 @@ def test_demo_without_node_uses_the_labelled_stand_in(tmp_path):
     assert "stand-in" in result["gateway"]
     assert "not the real gateway" in result["gateway"]
     assert_the_bridge_sent(result)
+    assert_no_gateway_node(result)
     assert result["metrics"]["calls"] == 4
 
 
 @pytest.mark.integration
 def test_demo_also_exports_to_an_otlp_endpoint(oss_gateway):
+    """The agent's spans and the traced gateway's own go on to ``--otlp-endpoint``: one trace."""
     with OtlpReceiver() as collector:
         run = demo("--json", "--otlp-endpoint", collector.endpoint)
         assert run.returncode == 0, run.stderr
         trace_id = json.loads(run.stdout)["trace_id"]
         spans = collector.wait_for(lambda s: any(x.name == "seed agent run" for x in s))
     assert {s.trace_id for s in spans} == {trace_id}
+    services = Counter(s.resource.get("service.name") for s in spans)
+    assert services["portkey-gateway"] == 8, "each call's gateway node and its attempt"
 
 
 @pytest.mark.integration
@@ -129,6 +179,7 @@ def test_demo_with_a_running_gateway(oss_gateway):
     result = json.loads(run.stdout)
     assert result["gateway"] == f"gateway at {oss_gateway.base_url}"  # the fixture's: the real gateway
     assert_the_real_gateway_answered(result)
+    assert_no_gateway_node(result)  # not started by the demo: not traced
 
 
 @pytest.mark.integration

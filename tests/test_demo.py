@@ -9,10 +9,15 @@ which nothing it answered was recorded, and check that it never reports them as 
 The demo's closing metrics summary is read back from what the agent exported over OTLP: the tests
 below export with the SDK's own OTLP exporter, or run the agent, and check the summary against
 what was recorded and what the gateway answered.
+
+The OSS gateway the demo starts runs traced: under each ``POST``, the demo shows the gateway's own
+node (its SERVER span) and its upstream attempts, read from the spans the gateway itself exported
+(service ``portkey-gateway``), never from the bridge's attributes.
 """
 
 import io
 import json
+import re
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -70,6 +75,40 @@ def exchange(response_headers):
 
 def result(received, **http_attributes):
     return demo._result("answer", spans(**http_attributes), received, "test gateway", 0.0)
+
+
+GATEWAY = {"service.name": "portkey-gateway"}
+SERVER_KIND, CLIENT_KIND = 2, 3
+
+
+def exported(name, span_id, parent, kind, start_ms, resource=GATEWAY, **attributes):
+    """A span as a traced gateway exports it: its own resource, a SERVER or CLIENT kind."""
+    start = start_ms * 1_000_000
+    return ReceivedSpan(name, TRACE, span_id, parent, kind, start, start + 2_000_000, attributes, resource)
+
+
+def gateway_spans(portkey_span_id=GATEWAY_NODE, statuses=(429, 200)):
+    """The gateway's node under the HTTP span, and one attempt per status, in the order they started."""
+    server = exported(
+        "POST",
+        "5e5e5e5e5e5e5e5e",
+        HTTP_SPAN,
+        SERVER_KIND,
+        1,
+        **{"portkey.span_id": portkey_span_id, "portkey.trace_id": TRACE, "http.response.status_code": 200},
+    )
+    attempts = [
+        exported(
+            "POST",
+            f"{n:016x}",
+            server.span_id,
+            CLIENT_KIND,
+            1 + n,
+            **{"server.address": "127.0.0.1", "server.port": 5000 + n, "http.response.status_code": status},
+        )
+        for n, status in enumerate(statuses, 1)
+    ]
+    return [server, *reversed(attempts)]  # listed last-first: the demo orders them by start
 
 
 def rendered(outcome, monkeypatch):
@@ -175,6 +214,123 @@ def test_the_demo_through_a_gateway_that_echoes_a_blank_reports_no_correlation(m
     assert [s.attributes[CAPTURED_ECHO_ATTRIBUTE] for s in http_spans] == [[""]] * 4
     live_view = demo._result("", outcome.spans, None, "no hop", 0.0)
     assert [call.correlated for call in live_view.calls] == [False] * 4
+
+
+# ---- the gateway's own node ------------------------------------------------------------------
+
+
+def traced_result(extra_spans, received=None):
+    received = [exchange({**ANSWERED, "x-portkey-trace-id": TRACE})] if received is None else received
+    return demo._result("answer", spans() + extra_spans, received, "test gateway", 0.0, gateway_traced=True)
+
+
+def test_the_gateways_node_and_its_attempts_come_from_the_gateways_own_spans(monkeypatch):
+    # Also under the HTTP span: a SERVER span of another service (not the gateway's node).
+    other = exported("POST", "0badc0de0badc0de", HTTP_SPAN, SERVER_KIND, 0, {"service.name": "else"})
+    outcome = traced_result([other, *gateway_spans()])
+    (call,) = outcome.calls
+    node = call.gateway_node
+    assert node is not None
+    assert (node.span_id, node.parent_span_id, node.service) == (
+        "5e5e5e5e5e5e5e5e",
+        HTTP_SPAN,
+        "portkey-gateway",
+    )
+    assert (node.portkey_span_id, node.portkey_trace_id, node.status_code) == (GATEWAY_NODE, TRACE, 200)
+    assert [(a.upstream, a.status_code) for a in node.attempts] == [
+        ("127.0.0.1:5001", 429),
+        ("127.0.0.1:5002", 200),
+    ]
+    as_json = json.loads(json.dumps(outcome.as_json()))
+    assert as_json["gateway_traced"] is True
+    assert as_json["calls"][0]["gateway_node"]["attempts"][0]["status_code"] == 429
+    assert {s["service"] for s in as_json["spans"] if s["kind"] == "server"} == {"portkey-gateway", "else"}
+    text = rendered(outcome, monkeypatch)
+    lines = text.splitlines()
+    order = [
+        next(i for i, line in enumerate(lines) if marker in line)
+        for marker in (
+            "gateway call 1 received",
+            "portkey-gateway server POST  http 200  portkey.span_id a1b2c3d4e5f60708  (as received)",
+            "portkey-gateway attempt 1 POST 127.0.0.1:5001  http 429",
+            "portkey-gateway attempt 2 POST 127.0.0.1:5002  http 200",
+            "gateway call 1 answered",
+        )
+    ]
+    assert order == sorted(order), text
+    assert "traced as service 'portkey-gateway'" in text
+    assert "exported no span" not in text
+
+
+def test_a_gateway_node_carrying_another_span_id_is_shown_as_such(monkeypatch):
+    outcome = traced_result(gateway_spans(portkey_span_id="ffffffffffffffff"))
+    assert outcome.calls[0].gateway_node.portkey_span_id == "ffffffffffffffff"
+    text = rendered(outcome, monkeypatch)
+    assert "portkey.span_id ffffffffffffffff  (not the id received)" in text
+    assert "(as received)" not in text
+
+
+def test_a_traced_gateway_that_exported_nothing_is_said_and_an_untraced_one_is_not(monkeypatch):
+    outcome = traced_result([])
+    assert outcome.calls[0].gateway_node is None
+    assert "the gateway exported no span for this call" in rendered(outcome, monkeypatch)
+    untraced = result([exchange({**ANSWERED, "x-portkey-trace-id": TRACE})])
+    assert untraced.as_json()["gateway_traced"] is False
+    text = rendered(untraced, monkeypatch)
+    assert "exported no span" not in text
+    assert "traced as service" not in text
+
+
+def test_without_a_hop_the_gateways_spans_are_not_taken_for_calls():
+    """With no recording hop (``--live``) the calls are rebuilt from the spans that carry
+    ``portkey.span_id``: the gateway's SERVER span carries one too, and is not a call."""
+    outcome = demo._result("", spans() + gateway_spans(), None, "no hop", 0.0)
+    assert len(outcome.calls) == 1
+    assert outcome.trace_id == TRACE
+
+
+@pytest.mark.integration
+def test_the_demo_through_the_real_gateway_shows_the_gateways_own_node(oss_gateway, monkeypatch):
+    """The demo starts the real OSS gateway traced. Under each of the agent's ``POST`` spans the
+    receiver got, from service ``portkey-gateway``, exactly one SERVER span carrying that POST's
+    ``portkey.span_id`` and trace id, and under it one upstream attempt answered 200: the
+    gateway's own spans, as it exported them. The demo's result and tree show the same."""
+    outcome = run_demo(DemoOptions())
+    assert outcome.gateway == "OSS Portkey gateway 1.15.2"
+    assert outcome.gateway_traced is True
+    assert outcome.all_correlated is True
+    exported_by_gateway = [s for s in outcome.spans if s.resource.get("service.name") == "portkey-gateway"]
+    posts = [
+        s for s in outcome.spans if s.name == "POST" and s.resource.get("service.name") == "otel-portkey-demo"
+    ]
+    assert len(posts) == 4
+    for post in posts:
+        (server,) = [s for s in exported_by_gateway if s.parent_span_id == post.span_id]
+        assert server.kind == SERVER_KIND
+        assert server.trace_id == post.trace_id == outcome.trace_id
+        assert server.attributes["portkey.span_id"] == post.attributes["portkey.span_id"]
+        assert server.attributes["portkey.trace_id"] == outcome.trace_id
+        assert server.attributes["http.response.status_code"] == 200
+        (attempt,) = [s for s in exported_by_gateway if s.parent_span_id == server.span_id]
+        assert attempt.kind == CLIENT_KIND
+        assert attempt.attributes["http.response.status_code"] == 200
+        assert attempt.attributes["server.address"] == "127.0.0.1"
+        # What the demo made of them: the node of the call made through this POST.
+        (call,) = [c for c in outcome.calls if c.http_span_id == post.span_id]
+        assert call.gateway_node is not None
+        assert call.gateway_node.span_id == server.span_id
+        assert call.gateway_node.portkey_span_id == call.sent["x-portkey-span-id"], (
+            "what the hop saw it receive"
+        )
+        assert [a.span_id for a in call.gateway_node.attempts] == [attempt.span_id]
+        assert [a.status_code for a in call.gateway_node.attempts] == [200]
+    assert len(exported_by_gateway) == 8, "the gateway exported nothing else"
+    text = rendered(outcome, monkeypatch)
+    assert text.count("portkey-gateway server POST  http 200  portkey.span_id ") == 4
+    assert text.count("(as received)") == 4
+    assert len(re.findall(r"portkey-gateway attempt 1 POST 127\.0\.0\.1:\d+  http 200", text)) == 4
+    assert "attempt 2" not in text
+    assert "exported no span" not in text
 
 
 # ---- the metrics summary ---------------------------------------------------------------------

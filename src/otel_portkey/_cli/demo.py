@@ -5,12 +5,16 @@ runs on loopback (or, without Node.js, a clearly labelled built-in stand-in), a 
 front of it keeps what the gateway received, and OTLP receivers collect what OpenTelemetry
 exported: the spans, and the bridge's metrics (the closing summary is read back from them). The
 agent runs in a child process under ``opentelemetry-instrument``, exactly as a user's app would.
+The OSS gateway the demo starts runs traced (OpenTelemetry for Node, as ``otel-portkey gateway
+--otlp-endpoint`` runs it), exporting to the same receivers: under each ``POST`` of the agent, the
+tree shows the gateway's own SERVER span and each upstream attempt, as the gateway exported them.
 Every process and server it starts is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import socket
 import subprocess
@@ -23,14 +27,21 @@ from typing import Any, Final
 
 from .. import environment_variables as ev
 from .._contract import call as h
+from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .._peers.model_server import ScriptedModelServer
-from .._peers.oss_gateway import GATEWAY_VERSION, GatewayUnavailable, OssGateway, node_binary
-from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan
-from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
+from .._peers.oss_gateway import (
+    DEFAULT_SERVICE_NAME,
+    GATEWAY_VERSION,
+    GatewayUnavailable,
+    OssGateway,
+    node_binary,
+)
+from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan, answer, relay
+from .._peers.recording_proxy import BadRequestBody, ForwardedRequest, RecordingProxy, read_request_body
 from .._peers.standin_gateway import PortkeyStandIn
 from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from ..config import PortkeySettings
-from .metrics_summary import MetricsSummary, OtlpMetricsReceiver, summarize
+from .metrics_summary import METRICS_PATH, MetricsSummary, OtlpMetricsReceiver, summarize
 
 Progress = Callable[[str], None]
 
@@ -43,9 +54,48 @@ AGENT_SCRIPT = "langchain_agent.py"
 CAPTURED_ECHO_ENV: Final = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE"
 CAPTURED_ECHO_ATTRIBUTE: Final = "http.response.header.x_portkey_trace_id"
 
+# The traced OSS gateway's service name: its spans are told from the agent's by their resource.
+GATEWAY_SERVICE: Final = DEFAULT_SERVICE_NAME
+SPAN_KIND_SERVER: Final = 2  # OTLP's Span.SpanKind
+SPAN_KIND_CLIENT: Final = 3
+SPAN_KINDS: Final = {
+    1: "internal",
+    SPAN_KIND_SERVER: "server",
+    SPAN_KIND_CLIENT: "client",
+    4: "producer",
+    5: "consumer",
+}
+
 
 class DemoError(RuntimeError):
     """A demo failure, with one sentence for the user."""
+
+
+@dataclass
+class GatewayAttempt:
+    """One upstream attempt of the gateway's (a CLIENT span it exported): where it went, what the
+    upstream answered."""
+
+    span_id: str
+    upstream: str  # server.address:server.port
+    status_code: int | None  # http.response.status_code; None: no answer (a network error)
+    duration_ms: float
+
+
+@dataclass
+class GatewayNode:
+    """The gateway's own node of one call: its SERVER span, exported by the gateway itself (service
+    ``portkey-gateway``), and the upstream attempts under it. Not written by the bridge: the ids
+    here are what the gateway received (``portkey.span_id`` is its ``x-portkey-span-id``)."""
+
+    service: str
+    span_id: str
+    parent_span_id: str  # the agent's POST span, from the traceparent the gateway received
+    portkey_span_id: str | None
+    portkey_trace_id: str | None
+    status_code: int | None
+    duration_ms: float
+    attempts: list[GatewayAttempt] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +116,9 @@ class LlmCall:
     # echo captured by the HTTP instrumentation, if any; None: nothing the gateway answered was seen.
     gateway_answer: dict[str, str] | None = None
     request_recorded: bool = True  # ``sent`` is what the gateway received (False: what the span says)
+    # The gateway's own SERVER span for this call and its attempts; None: the gateway exported none
+    # (a gateway the demo did not start traced: the stand-in, --gateway-url, --live).
+    gateway_node: GatewayNode | None = None
 
     @property
     def echoed(self) -> str | None:
@@ -104,6 +157,7 @@ class DemoResult:
     # The bridge's portkey.gateway.* metrics as the agent exported them; None: none were exported.
     metrics: MetricsSummary | None = None
     metrics_off: bool = False  # OTEL_PORTKEY_METRICS switched them off
+    gateway_traced: bool = False  # the demo ran the OSS gateway traced: its own spans are expected
 
     @property
     def all_correlated(self) -> bool | None:
@@ -121,6 +175,7 @@ class DemoResult:
             "seconds": round(self.seconds, 3),
             "jaeger_link": self.jaeger_link,
             "all_correlated": self.all_correlated,
+            "gateway_traced": self.gateway_traced,
             "metrics": self.metrics.as_json() if self.metrics else None,
             "calls": [
                 dict(asdict(call), echoed=call.echoed, correlated=call.correlated) for call in self.calls
@@ -128,6 +183,8 @@ class DemoResult:
             "spans": [
                 {
                     "name": s.name,
+                    "service": s.resource.get("service.name"),
+                    "kind": SPAN_KINDS.get(s.kind, str(s.kind)),
                     "span_id": s.span_id,
                     "parent_span_id": s.parent_span_id,
                     "duration_ms": round(s.duration_ms, 2),
@@ -168,12 +225,56 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _start_gateway(stack: contextlib.ExitStack, options: DemoOptions, progress: Progress) -> tuple[str, str]:
-    """(gateway root URL, label) for the gateway the agent will call."""
+class GatewayExports(LoopbackService):
+    """The one OTLP/HTTP base URL the traced gateway exports to: its spans (``/v1/traces``) and its
+    metrics (``/v1/metrics``) are relayed to the demo's receivers, which forward them to
+    ``--otlp-endpoint`` as they do the agent's."""
+
+    thread_name = "demo-gateway-exports"
+
+    def __init__(self, traces_url: str, metrics_url: str) -> None:
+        routes = {"/v1/traces": traces_url, METRICS_PATH: metrics_url}
+
+        class Handler(LoopbackHandler):
+            def do_POST(self) -> None:
+                try:  # OpenTelemetry for Node sends its exports chunked
+                    body = read_request_body(self.rfile, self.headers)
+                except BadRequestBody:
+                    self.close_connection = True
+                    self.reply(400)
+                    return
+                target = routes.get(self.path)
+                if target is None:
+                    self.reply(404)
+                    return
+                if (self.headers.get("content-encoding") or "").lower() == "gzip":
+                    body = gzip.decompress(body)
+                answer(self, 200 if relay(target, body) else 503, b"")
+
+        self._server = LoopbackServer(Handler)
+
+
+@dataclass
+class _Gateway:
+    """The gateway the agent calls: its root URL, its label, and the OSS gateway process when the
+    demo started one (traced: its spans and metrics go to the demo's receivers)."""
+
+    url: str
+    label: str
+    process: OssGateway | None = None
+
+
+def _start_gateway(
+    stack: contextlib.ExitStack, options: DemoOptions, progress: Progress, exports: Callable[[], str]
+) -> _Gateway:
+    """The gateway the agent will call; ``exports()`` gives the OTLP/HTTP base URL a traced OSS
+    gateway exports to."""
     if options.live:
-        return HOSTED_GATEWAY, "hosted Portkey gateway"
+        return _Gateway(HOSTED_GATEWAY, "hosted Portkey gateway")
     if options.gateway_url:
-        return options.gateway_url.rstrip("/").removesuffix("/v1"), f"gateway at {options.gateway_url}"
+        return _Gateway(
+            options.gateway_url.rstrip("/").removesuffix("/v1"), f"gateway at {options.gateway_url}"
+        )
     if options.port is not None and not _port_is_free(options.port):
         raise DemoError(
             f"port {options.port} is busy: choose another with --port, or stop what listens there"
@@ -181,13 +282,15 @@ def _start_gateway(stack: contextlib.ExitStack, options: DemoOptions, progress: 
     if node_binary() is None:
         progress("Node.js not found: starting the built-in Portkey stand-in")
         standin = stack.enter_context(PortkeyStandIn(options.port or 0))
-        return standin.url, standin.label
-    progress(f"Starting the OSS Portkey gateway {GATEWAY_VERSION} (installed with npm on first use)")
+        return _Gateway(standin.url, standin.label)
+    progress(f"Starting the OSS Portkey gateway {GATEWAY_VERSION}, traced (installed with npm on first use)")
     try:
-        gateway = stack.enter_context(OssGateway(port=options.port))
+        gateway = stack.enter_context(
+            OssGateway(port=options.port, otlp_endpoint=exports(), service_name=GATEWAY_SERVICE)
+        )
     except GatewayUnavailable as error:
         raise DemoError(f"the OSS Portkey gateway did not start: {error}") from error
-    return gateway.url, f"OSS Portkey gateway {GATEWAY_VERSION}"
+    return _Gateway(gateway.url, f"OSS Portkey gateway {GATEWAY_VERSION}", gateway)
 
 
 def _check_live() -> None:
@@ -207,7 +310,16 @@ def run_demo(
         _check_live()
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        gateway_url, label = _start_gateway(stack, options, say)
+        # The receivers first: the traced gateway exports to them, and stops (flushing) before them.
+        receiver = stack.enter_context(OtlpReceiver(forward_to=options.otlp_endpoint))
+        metrics_receiver = stack.enter_context(OtlpMetricsReceiver(forward_to=options.otlp_endpoint))
+
+        def exports() -> str:
+            relay_to = GatewayExports(f"{receiver.endpoint}/v1/traces", metrics_receiver.endpoint)
+            return stack.enter_context(relay_to).url
+
+        gateway = _start_gateway(stack, options, say, exports)
+        gateway_url = gateway.url
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         for name in (
             ev.OTEL_PORTKEY_JAEGER_UI_URL,
@@ -224,8 +336,6 @@ def run_demo(
         if not options.live:
             model = stack.enter_context(ScriptedModelServer())
             env.update(PORTKEY_CUSTOM_HOST=model.base_url, PORTKEY_PROVIDER="openai")
-        receiver = stack.enter_context(OtlpReceiver(forward_to=options.otlp_endpoint))
-        metrics_receiver = stack.enter_context(OtlpMetricsReceiver(forward_to=options.otlp_endpoint))
         env.update(
             OTEL_SERVICE_NAME="otel-portkey-demo",
             OTEL_TRACES_EXPORTER="otlp",
@@ -249,6 +359,10 @@ def run_demo(
         if process.returncode != 0:
             last = (process.stderr.strip().splitlines() or ["no output"])[-1]
             raise DemoError(f"the agent failed: {last}")
+        if gateway.process is not None:
+            # Stopped now, not on the way out: it sends every span it still holds as it stops, so
+            # the receiver has all of the gateway's spans once it has gone, without a wait.
+            gateway.process.stop()
         spans = receiver.wait_for(lambda s: any(not x.parent_span_id for x in s), timeout=10)
         received = list(hop.requests) if hop is not None else None
         # The agent's last metric export happened as it exited; wait only for a late one.
@@ -258,7 +372,14 @@ def run_demo(
         )
     answer = (process.stdout.strip().splitlines() or [""])[-1]
     return _result(
-        answer, spans, received, label, started, summarize(points), metrics_off=not metrics_on.metrics
+        answer,
+        spans,
+        received,
+        gateway.label,
+        started,
+        summarize(points),
+        metrics_off=not metrics_on.metrics,
+        gateway_traced=gateway.process is not None,
     )
 
 
@@ -270,13 +391,18 @@ def _result(
     started: float,
     metrics: MetricsSummary | None = None,
     metrics_off: bool = False,
+    gateway_traced: bool = False,
 ) -> DemoResult:
     by_id = {span.span_id: span for span in spans}
     exchanges: list[ForwardedRequest | _SentFromSpan] = (
         list(received)
         if received is not None  # recorded by the hop in front of the gateway: both directions
         # no recording hop (TLS to hosted Portkey): what the spans say was sent
-        else [_SentFromSpan(span, by_id) for span in spans if h.ATTR_SPAN_ID in span.attributes]
+        else [
+            _SentFromSpan(span, by_id)
+            for span in spans
+            if h.ATTR_SPAN_ID in span.attributes and not _from_gateway(span)
+        ]
     )
     calls = []
     for exchange in exchanges:
@@ -302,14 +428,81 @@ def _result(
                 caller=caller.name if caller else "",
                 gateway_answer=gateway_answer,
                 request_recorded=isinstance(exchange, ForwardedRequest),
+                gateway_node=_gateway_node(http_span.span_id, spans) if http_span else None,
             )
         )
-    roots = [s for s in spans if not s.parent_span_id]
+    roots = [s for s in spans if not s.parent_span_id and not _from_gateway(s)]
     trace_id = roots[0].trace_id if roots else ""
     jaeger = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
     link = f"{jaeger}/trace/{trace_id}" if jaeger and trace_id else None
     return DemoResult(
-        answer, trace_id, gateway, calls, spans, time.monotonic() - started, link, metrics, metrics_off
+        answer,
+        trace_id,
+        gateway,
+        calls,
+        spans,
+        time.monotonic() - started,
+        link,
+        metrics,
+        metrics_off,
+        gateway_traced,
+    )
+
+
+def _from_gateway(span: ReceivedSpan) -> bool:
+    """A span the traced gateway exported (its resource names it), not one of the agent's."""
+    return span.resource.get("service.name") == GATEWAY_SERVICE
+
+
+def _status(span: ReceivedSpan) -> int | None:
+    status = span.attributes.get("http.response.status_code")
+    return status if isinstance(status, int) else None
+
+
+def _gateway_node(http_span_id: str, spans: list[ReceivedSpan]) -> GatewayNode | None:
+    """The gateway's SERVER span under the agent's HTTP span ``http_span_id``, with the CLIENT spans
+    under it (its upstream attempts, in the order they started), as the gateway exported them."""
+    servers = sorted(
+        (
+            s
+            for s in spans
+            if _from_gateway(s) and s.kind == SPAN_KIND_SERVER and s.parent_span_id == http_span_id
+        ),
+        key=lambda s: s.start_ns,
+    )
+    if not servers:
+        return None
+    server = servers[0]
+    attempts = sorted(
+        (
+            s
+            for s in spans
+            if _from_gateway(s) and s.kind == SPAN_KIND_CLIENT and s.parent_span_id == server.span_id
+        ),
+        key=lambda s: s.start_ns,
+    )
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    return GatewayNode(
+        service=GATEWAY_SERVICE,
+        span_id=server.span_id,
+        parent_span_id=server.parent_span_id,
+        portkey_span_id=text(server.attributes.get(h.ATTR_SPAN_ID)),
+        portkey_trace_id=text(server.attributes.get(h.ATTR_TRACE_ID)),
+        status_code=_status(server),
+        duration_ms=round(server.duration_ms, 2),
+        attempts=[
+            GatewayAttempt(
+                span_id=attempt.span_id,
+                upstream=f"{attempt.attributes.get('server.address', '?')}:"
+                f"{attempt.attributes.get('server.port', '?')}",
+                status_code=_status(attempt),
+                duration_ms=round(attempt.duration_ms, 2),
+            )
+            for attempt in attempts
+        ],
     )
 
 
@@ -349,23 +542,28 @@ def render(result: DemoResult) -> None:
         children.setdefault(span.parent_span_id, []).append(span)
     calls = {call.http_span_id: (n, call) for n, call in enumerate(result.calls, 1)}
 
-    def add(node: Tree, span: ReceivedSpan) -> None:
-        branch = node.add(f"{span.name}  [dim]{span.duration_ms:.1f} ms  span {span.span_id}[/dim]")
-        if span.span_id in calls:
-            n, call = calls[span.span_id]
+    def add(node: Tree, span: ReceivedSpan, position: int) -> None:
+        branch = node.add(_span_line(span, position, calls))
+        n, call = calls.get(span.span_id, (0, None))
+        if call is not None:
             received = "received" if call.request_recorded else "sent (as its span says; not recorded)"
             branch.add(
                 f"[cyan]gateway call {n} {received}[/cyan]  trace {call.sent.get(h.TRACE_ID)}  "
                 f"parent {call.sent.get(h.PARENT_SPAN_ID)}  span {call.sent.get(h.SPAN_ID)}  "
                 f"name {call.sent.get(h.SPAN_NAME)!r}"
             )
+        # Under a call's HTTP span: the gateway's own node, between what it received and answered.
+        for child_position, child in enumerate(children.get(span.span_id, []), 1):
+            add(branch, child, child_position)
+        if call is not None:
+            if result.gateway_traced and call.gateway_node is None:
+                branch.add("[yellow]the gateway exported no span for this call[/yellow]")
             branch.add(f"[cyan]gateway call {n} answered[/cyan]  {_answer_line(call)}  {_mark(call)}")
-        for child in children.get(span.span_id, []):
-            add(branch, child)
 
-    tree = Tree(f"[bold]OTel trace {result.trace_id}[/bold]  [dim]via the {result.gateway}[/dim]")
-    for root in children.get("", []):
-        add(tree, root)
+    traced = f", traced as service {GATEWAY_SERVICE!r}" if result.gateway_traced else ""
+    tree = Tree(f"[bold]OTel trace {result.trace_id}[/bold]  [dim]via the {result.gateway}{traced}[/dim]")
+    for position, root in enumerate(children.get("", []), 1):
+        add(tree, root, position)
     console.print(tree)
     for value in sorted({call.sent[h.METADATA] for call in result.calls if h.METADATA in call.sent}):
         console.print(f"x-portkey-metadata sent: {value}")
@@ -373,6 +571,35 @@ def render(result: DemoResult) -> None:
     if result.jaeger_link:
         console.print(f"Jaeger: {result.jaeger_link}")
     console.print(_metrics_line(result))
+
+
+def _span_line(span: ReceivedSpan, position: int, calls: dict[str, tuple[int, LlmCall]]) -> str:
+    """A span of the agent's: its name, duration and id. One the gateway exported: its service, its
+    role (its node of a call, or an upstream attempt: the ``position``-th under that node), the HTTP
+    status it recorded and, on its node, the ``portkey.span_id`` it received, checked against what
+    the hop saw it receive."""
+    timing = f"[dim]{span.duration_ms:.1f} ms  span {span.span_id}[/dim]"
+    if not _from_gateway(span):
+        return f"{span.name}  {timing}"
+    status = _status(span)
+    http_status = f"http {status}" if status is not None else "no answer"
+    if status is None or status >= 400:
+        http_status = f"[red]{http_status}[/red]"
+    service = f"[magenta]{GATEWAY_SERVICE}[/magenta]"
+    if span.kind == SPAN_KIND_CLIENT:
+        upstream = f"{span.attributes.get('server.address', '?')}:{span.attributes.get('server.port', '?')}"
+        return f"{service} attempt {position} {span.name} {upstream}  {http_status}  {timing}"
+    if span.kind != SPAN_KIND_SERVER:
+        return f"{service} {span.name}  {timing}"
+    line = f"{service} server {span.name}  {http_status}"
+    portkey_span_id = span.attributes.get(h.ATTR_SPAN_ID)
+    call = calls.get(span.parent_span_id)
+    if portkey_span_id is not None:
+        line += f"  portkey.span_id {portkey_span_id}"
+        if call is not None and call[1].request_recorded:
+            same = portkey_span_id == call[1].sent.get(h.SPAN_ID)
+            line += "  [green](as received)[/green]" if same else "  [red](not the id received)[/red]"
+    return f"{line}  {timing}"
 
 
 def _answer_line(call: LlmCall) -> str:

@@ -34,6 +34,7 @@ from .._contract.call import (
 )
 from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .._peers.otlp_receiver import _attributes, answer, relay
+from .._peers.recording_proxy import BadRequestBody, read_request_body
 
 METRICS_PATH = "/v1/metrics"
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -105,7 +106,7 @@ def decode_points(payload: bytes, names: Iterable[str] | None = None) -> list[Re
 
 class OtlpMetricsReceiver(LoopbackService):
     """``with OtlpMetricsReceiver() as receiver: ... receiver.points`` — takes ``POST /v1/metrics``
-    (protobuf, optionally gzip) and keeps the points of the bridge's instruments. With
+    (protobuf, optionally gzip, whole or chunked) and keeps the points of the bridge's instruments. With
     ``forward_to`` (an OTLP/HTTP base URL) each export is relayed to ``<forward_to>/v1/metrics``
     too, best effort (a receiver there that takes no metrics is counted in ``forward_failures``)."""
 
@@ -121,7 +122,12 @@ class OtlpMetricsReceiver(LoopbackService):
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                try:  # OpenTelemetry for Node sends its exports chunked (no content-length)
+                    body = read_request_body(self.rfile, self.headers)
+                except BadRequestBody:
+                    self.close_connection = True
+                    self.reply(400)
+                    return
                 status = 404
                 if self.path == METRICS_PATH:
                     try:

@@ -1,8 +1,8 @@
 """A minimal OTLP/HTTP trace receiver on loopback, for tests and the demo.
 
-It accepts ``POST /v1/traces`` (protobuf, optionally gzip), decodes the spans with the official
-``opentelemetry-proto`` messages, and keeps them with the request headers it came with. It
-stands in for a collector or for Portkey's OTLP endpoint (which checks ``x-portkey-api-key``).
+It accepts ``POST /v1/traces`` (protobuf, optionally gzip, whole or chunked), decodes the spans
+with the official ``opentelemetry-proto`` messages, and keeps them with the request headers it
+came with. It stands in for a collector or for Portkey's OTLP endpoint (which checks ``x-portkey-api-key``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
+from .recording_proxy import BadRequestBody, read_request_body
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,12 @@ class OtlpReceiver(LoopbackService):
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                try:  # OpenTelemetry for Node sends its exports chunked (no content-length)
+                    body = read_request_body(self.rfile, self.headers)
+                except BadRequestBody:
+                    self.close_connection = True
+                    self.reply(400)
+                    return
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)
                 headers = {k.lower(): v for k, v in self.headers.items()}
