@@ -12,8 +12,8 @@ from email.message import Message
 
 import pytest
 
-from otel_portkey._peers.loopback import LoopbackHandler, LoopbackServer
-from otel_portkey._peers.recording_proxy import BadRequestBody, RecordingProxy, read_request_body
+from otel_portkey._peers.loopback import BadRequestBody, LoopbackHandler, LoopbackServer, read_request_body
+from otel_portkey._peers.recording_proxy import RecordingProxy
 
 DEFAULT_ROUTING = {"x-portkey-provider": "openai", "x-portkey-custom-host": "http://127.0.0.1:9/v1"}
 FALLBACK = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai", "api_key": "sk-1"}]}

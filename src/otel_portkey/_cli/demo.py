@@ -37,7 +37,7 @@ from .._peers.oss_gateway import (
     node_binary,
 )
 from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan, answer, relay
-from .._peers.recording_proxy import BadRequestBody, ForwardedRequest, RecordingProxy, read_request_body
+from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
 from .._peers.standin_gateway import PortkeyStandIn
 from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from ..config import PortkeySettings
@@ -237,11 +237,8 @@ class GatewayExports(LoopbackService):
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
-                try:  # OpenTelemetry for Node sends its exports chunked
-                    body = read_request_body(self.rfile, self.headers)
-                except BadRequestBody:
-                    self.close_connection = True
-                    self.reply(400)
+                body = self.request_body()  # whole or chunked (OpenTelemetry for Node sends chunks)
+                if body is None:
                     return
                 target = routes.get(self.path)
                 if target is None:

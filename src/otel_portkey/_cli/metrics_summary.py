@@ -34,7 +34,6 @@ from .._contract.call import (
 )
 from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .._peers.otlp_receiver import _attributes, answer, relay
-from .._peers.recording_proxy import BadRequestBody, read_request_body
 
 METRICS_PATH = "/v1/metrics"
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -122,11 +121,8 @@ class OtlpMetricsReceiver(LoopbackService):
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
-                try:  # OpenTelemetry for Node sends its exports chunked (no content-length)
-                    body = read_request_body(self.rfile, self.headers)
-                except BadRequestBody:
-                    self.close_connection = True
-                    self.reply(400)
+                body = self.request_body()  # whole or chunked (OpenTelemetry for Node sends chunks)
+                if body is None:
                     return
                 status = 404
                 if self.path == METRICS_PATH:

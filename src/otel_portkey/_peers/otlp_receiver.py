@@ -20,7 +20,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
-from .recording_proxy import BadRequestBody, read_request_body
 
 
 @dataclass(frozen=True)
@@ -137,11 +136,8 @@ class OtlpReceiver(LoopbackService):
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
-                try:  # OpenTelemetry for Node sends its exports chunked (no content-length)
-                    body = read_request_body(self.rfile, self.headers)
-                except BadRequestBody:
-                    self.close_connection = True
-                    self.reply(400)
+                body = self.request_body()  # whole or chunked (OpenTelemetry for Node sends chunks)
+                if body is None:
                     return
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)

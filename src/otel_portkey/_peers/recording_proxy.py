@@ -15,13 +15,11 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import Message
 from http.server import BaseHTTPRequestHandler
-from io import BufferedIOBase
 from typing import Final
 from urllib.parse import urlsplit
 
-from .loopback import LoopbackHandler, LoopbackServer, LoopbackService
+from .loopback import BadRequestBody, LoopbackHandler, LoopbackServer, LoopbackService, read_request_body
 
 HOP_BY_HOP = {
     "connection",
@@ -42,33 +40,6 @@ ROUTING_HEADERS: Final = frozenset({"x-portkey-config", "x-portkey-provider", "x
 def has_own_routing(headers: Mapping[str, str]) -> bool:
     """True when a request's headers (any case) name its own route through a Portkey gateway."""
     return any(name.lower() in ROUTING_HEADERS for name in headers)
-
-
-class BadRequestBody(ValueError):
-    """A request body that is not valid HTTP/1.1 framing."""
-
-
-def read_request_body(rfile: BufferedIOBase, headers: Message) -> bytes:
-    """A request's whole body: ``Content-Length`` bytes, or the chunks of a ``Transfer-Encoding:
-    chunked`` body joined (chunk extensions and trailers read and dropped)."""
-    if "chunked" in (headers.get("transfer-encoding") or "").lower():
-        parts: list[bytes] = []
-        while True:
-            line = rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as error:
-                raise BadRequestBody(f"bad chunk size line {line[:40]!r}") from error
-            if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers, then the blank line
-                    pass
-                return b"".join(parts)
-            chunk = rfile.read(size)
-            if len(chunk) != size:
-                raise BadRequestBody("the body ended inside a chunk")
-            parts.append(chunk)
-            rfile.readline(3)  # the CRLF after the chunk
-    return rfile.read(int(headers.get("content-length") or 0))
 
 
 @dataclass(frozen=True)
