@@ -39,7 +39,7 @@ from test_readme import alive, descendants, exports_in, listening, wait_for_gate
 CLI = str(Path(sys.executable).with_name("otel-portkey"))
 
 
-def start(port, env=None):
+def start(port, env=None, preexec_fn=None):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PORTKEY_", "OPENAI_"))}
     return subprocess.Popen(
         [CLI, "gateway", "--port", str(port)],
@@ -47,7 +47,33 @@ def start(port, env=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
+
+
+def ignoring_sigint_and_sighup():
+    """What a script's ``command &`` (under ``nohup``) hands its child: SIGINT and SIGHUP ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_the_gateway_even_when_started_with_sigint_ignored(oss_gateway):
+    """Started in a script's background, the command inherits SIGINT ignored (Python then raises no
+    KeyboardInterrupt); the command still stops everything on SIGINT, as it says."""
+    process = start(free_port(), preexec_fn=ignoring_sigint_and_sighup)
+    try:
+        wait_for_gateway(process)
+        below = descendants(process.pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert stderr.strip().endswith("otel-portkey gateway: stopped (gateway, hop and model server)")
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in below if alive(pid)] == []
 
 
 @pytest.mark.integration

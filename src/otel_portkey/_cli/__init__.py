@@ -147,6 +147,9 @@ def _demo(args: argparse.Namespace) -> int:
         question=args.question,
         port=args.port,
     )
+    from .gateway import stop_on_signals
+
+    restore = stop_on_signals()
     try:
         if args.json:
             result = run_demo(options)
@@ -162,6 +165,8 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("otel-portkey demo: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
+    finally:
+        restore()
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
     else:

@@ -140,14 +140,19 @@ def describe(local: LocalGateway) -> str:
     return "\n".join(lines)
 
 
-def _stop_on_signals() -> Callable[[], None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt (as Ctrl-C is) so the servers are stopped
-    by the same ``with`` blocks; returns a function that puts the old handlers back."""
+def stop_on_signals() -> Callable[[], None]:
+    """Make SIGINT (Ctrl-C), SIGTERM and SIGHUP raise KeyboardInterrupt, so everything the command
+    started is stopped by the same ``with`` blocks, whatever signal ends it: SIGINT too, which a
+    process started in the background of a script inherits as ignored (Python then never raises
+    KeyboardInterrupt). Returns a function that puts the old handlers back; does nothing outside
+    the main thread (only it may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    wanted = (signal.SIGTERM, getattr(signal, "SIGHUP", None))  # no SIGHUP on Windows
+    wanted = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))  # no SIGHUP on Windows
     previous = {sig: signal.signal(sig, interrupt) for sig in wanted if sig is not None}
 
     def restore() -> None:
@@ -165,7 +170,7 @@ def serve(
     service_name: str = DEFAULT_SERVICE_NAME,
 ) -> int:
     """The command: start, print what an app needs, wait for a signal, stop everything."""
-    restore = _stop_on_signals()
+    restore = stop_on_signals()
 
     def say(message: str) -> None:
         print(message, file=err, flush=True)
