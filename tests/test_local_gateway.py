@@ -57,6 +57,22 @@ def ignoring_sigint_and_sighup():
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
+def stopped_by(process, stop_signal):
+    """Send ``stop_signal`` to the command and wait for it to end; its stderr."""
+    process.send_signal(stop_signal)
+    return process.communicate(timeout=30)[1]
+
+
+def assert_stopped_whole(process, stderr, below):
+    """The command ended cleanly, said so, and left none of the processes it started running."""
+    assert process.returncode == 0, stderr
+    assert stderr.strip().endswith("otel-portkey gateway: stopped (gateway, hop and model server)")
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in below if alive(pid)] == []
+
+
 @pytest.mark.integration
 def test_ctrl_c_stops_the_gateway_even_when_started_with_sigint_ignored(oss_gateway):
     """Started in a script's background, the command inherits SIGINT ignored (Python then raises no
@@ -66,14 +82,8 @@ def test_ctrl_c_stops_the_gateway_even_when_started_with_sigint_ignored(oss_gate
         wait_for_gateway(process)
         below = descendants(process.pid)
     finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert stderr.strip().endswith("otel-portkey gateway: stopped (gateway, hop and model server)")
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in below if alive(pid)] == []
+        stderr = stopped_by(process, signal.SIGINT)
+    assert_stopped_whole(process, stderr, below)
 
 
 @pytest.mark.integration
@@ -99,14 +109,8 @@ def test_an_unchanged_openai_app_reaches_the_model_through_the_real_gateway(oss_
         gateway_ports = {int(p) for p in re.findall(r"--port=(\d+)", " ".join(cmdline(pid) for pid in below))}
         assert gateway_ports
     finally:
-        process.send_signal(stop_signal)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert stderr.strip().endswith("otel-portkey gateway: stopped (gateway, hop and model server)")
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in below if alive(pid)] == []
+        stderr = stopped_by(process, stop_signal)
+    assert_stopped_whole(process, stderr, below)
     for listened in (port, model_port, *gateway_ports):
         assert not listening(listened), f"port {listened} still listening"
 
