@@ -227,8 +227,10 @@ class Collector(_Process):
     Its persistent queues live in ``storage_dir`` (a temporary directory unless given; it outlives
     ``kill()`` and ``start()``, and goes with ``stop()`` when it was made here); the app's metrics
     are served on ``prometheus_endpoint`` (127.0.0.1); its own metrics (``own_metrics()``) on
-    ``own_metrics_port``. ``overrides`` are extra ``--config=yaml:...`` fragments merged over the
-    shipped config (e.g. a tiny queue).
+    ``own_metrics_port``. ``extra_configs`` are config files merged over the shipped config, in
+    order (e.g. examples/collector-without-portkey.yaml); ``overrides`` are extra
+    ``--config=yaml:...`` fragments merged over both (e.g. a tiny queue). ``api_key=None`` runs it
+    with PORTKEY_API_KEY unset, even when the tests' own environment has one.
     """
 
     def __init__(
@@ -236,12 +238,13 @@ class Collector(_Process):
         binary: str,
         jaeger_otlp_grpc: str,
         portkey_endpoint: str,
-        api_key: str,
+        api_key: str | None,
         grpc_port: int | None = None,
         http_port: int | None = None,
         storage_dir: Path | None = None,
         overrides: tuple[str, ...] = (),
         start: bool = True,
+        extra_configs: tuple[Path, ...] = (),
     ) -> None:
         self.grpc_port, self.http_port = grpc_port or free_port(), http_port or free_port()
         self.health_port, self.own_metrics_port = free_port(), free_port()
@@ -260,15 +263,22 @@ class Collector(_Process):
             "OTELCOL_PROMETHEUS_ENDPOINT": self.prometheus_endpoint,
             "JAEGER_OTLP_GRPC_ENDPOINT": jaeger_otlp_grpc,
             "PORTKEY_OTLP_ENDPOINT": portkey_endpoint,
-            "PORTKEY_API_KEY": api_key,
         }
+        if api_key is not None:
+            env["PORTKEY_API_KEY"] = api_key
         # The Collector's own metrics: on a free loopback port instead of its default localhost:8888.
         reader = {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": self.own_metrics_port}}}}
         own_metrics = f"yaml:service::telemetry::metrics::readers: {json.dumps([reader])}"  # JSON is YAML
-        command = [binary, f"--config={COLLECTOR_CONFIG}", f"--config={own_metrics}"]
+        command = [binary, f"--config={COLLECTOR_CONFIG}"]
+        command += [f"--config={path}" for path in extra_configs]
+        command += [f"--config={own_metrics}"]
         command += [f"--config=yaml:{override}" for override in overrides]
         try:
-            super().__init__(command, env, f"http://127.0.0.1:{self.health_port}/", start)
+            super().__init__(command, env, f"http://127.0.0.1:{self.health_port}/", start=False)
+            if api_key is None:
+                self._env.pop("PORTKEY_API_KEY", None)
+            if start:
+                self.start()
         except Exception:
             if self._storage_tmp is not None:
                 self._storage_tmp.cleanup()

@@ -22,6 +22,18 @@ def test_every_image_is_pinned_to_a_version():
         assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+(-[\w.]+)?", image), f"{name}: {image} is not pinned"
 
 
+def pin(name):
+    """A version pinned in components/build.sh (``NAME=1.2.3``), the release the tests build and run."""
+    (value,) = re.findall(rf"^{name}=(\S+)", (ROOT / "components" / "build.sh").read_text(), re.MULTILINE)
+    return value
+
+
+def test_compose_runs_the_releases_the_tests_run():
+    """The Collector and Jaeger images are the releases components/build.sh builds for the tests."""
+    assert SERVICES["collector"]["image"] == f"otel/opentelemetry-collector-contrib:{pin('OTELCOL_VERSION')}"
+    assert SERVICES["jaeger"]["image"] == f"jaegertracing/jaeger:{pin('JAEGER_VERSION')}"
+
+
 def test_the_collector_runs_the_shipped_config_with_consistent_ports():
     collector = SERVICES["collector"]
     (mount,) = [m for m in collector["volumes"] if m.endswith(":ro")]

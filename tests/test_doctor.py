@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from concurrent import futures
 from pathlib import Path
 
@@ -93,21 +94,129 @@ def test_endpoints_as_the_exporters_build_them():
 # ---- each misconfiguration the README path met, against real receivers -------------------------
 
 
+GRPC_MISSING = (
+    "traces, metrics and logs would go out as OTLP grpc (from opentelemetry-distro's default), but "
+    "opentelemetry-exporter-otlp-proto-grpc is not installed: opentelemetry-instrument then logs two "
+    "errors with tracebacks (Configuration of configurator failed, Failed to auto initialize "
+    "OpenTelemetry) and runs the app without OpenTelemetry: no instrumentation loads (the bridge "
+    "neither), nothing is traced or measured"
+)
+GRPC_MISSING_FIX = (
+    "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (installed with otel-portkey), "
+    "or pip install opentelemetry-exporter-otlp-proto-grpc"
+)
+
+
 @pytest.mark.unit
 def test_the_distros_grpc_default_without_the_grpc_exporter(monkeypatch):
-    """The README's old step 1: distro installed, no protocol set, only the HTTP exporter there.
-    (This virtualenv has the gRPC exporter; the fresh one of ``test_readme.py`` has not.)"""
+    """The README's old step 1: distro installed, no protocol set, only the HTTP exporter there: one
+    problem for the three signals, saying what really happens (the app runs, untraced).
+    (This virtualenv has the gRPC exporter; ``without_the_grpc_exporter`` below hides it for real.)"""
     real = doctor.has_entry_point
     monkeypatch.setattr(
         doctor, "has_entry_point", lambda group, name: name != "otlp_proto_grpc" and real(group, name)
     )
     with OtlpReceiver() as receiver:
         report = diagnose(clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint))
-    problems = dict(report.problems)
-    what = next(w for w in problems if w.startswith("traces would go out as OTLP grpc"))
-    assert "opentelemetry-distro's default" in what
-    assert "opentelemetry-exporter-otlp-proto-grpc is not installed" in what
-    assert problems[what].startswith("set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+    assert report.problems == [(GRPC_MISSING, GRPC_MISSING_FIX)], report.text()
+    lines = report.text().splitlines()
+    assert "  the bridge (otel_portkey) would be active once the exporter problem below is fixed" in lines
+    assert any(
+        line.startswith("  instrumentations that would load: none, while an exporter") for line in lines
+    )
+    assert "    the bridge's portkey.gateway.* metrics are lost until the problem below is fixed" in lines
+
+
+@pytest.mark.unit
+def test_one_signal_without_its_exporter_stops_them_all(monkeypatch):
+    """Traces over OTLP/HTTP, logs left on the distro's gRPC default: the SDK's configurator loads
+    every signal's exporter before it sets anything up, so the missing one stops traces too."""
+    real = doctor.has_entry_point
+    monkeypatch.setattr(
+        doctor, "has_entry_point", lambda group, name: name != "otlp_proto_grpc" and real(group, name)
+    )
+    report = diagnose(
+        clean_env(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf", OTEL_METRICS_EXPORTER="none"),
+        probe=lambda export: None,
+    )
+    ((what, _),) = report.problems
+    assert what.startswith(
+        "logs would go out as OTLP grpc (from opentelemetry-distro's default), but "
+        "opentelemetry-exporter-otlp-proto-grpc is not installed: opentelemetry-instrument then logs"
+    )
+
+
+@pytest.fixture(scope="module")
+def without_the_grpc_exporter(tmp_path_factory):
+    """A virtualenv that is this one minus opentelemetry-exporter-otlp-proto-grpc: every entry of
+    this one's site-packages linked in, except that distribution's metadata (its entry points,
+    which the SDK and doctor look it up by); its ``bin`` has ``python``, ``opentelemetry-instrument``
+    and ``otel-portkey``. Returns the ``bin`` directory."""
+    root = tmp_path_factory.mktemp("no-grpc-exporter") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
+    ours = Path(sysconfig.get_paths()["purelib"])
+    (theirs,) = root.glob("lib/python*/site-packages")
+    for entry in ours.iterdir():
+        if not entry.name.startswith("opentelemetry_exporter_otlp_proto_grpc-"):
+            (theirs / entry.name).symlink_to(entry)
+    for script in ("opentelemetry-instrument", "otel-portkey"):
+        body = Path(sys.executable).with_name(script).read_text().split("\n", 1)[1]
+        (root / "bin" / script).write_text(f"#!{root / 'bin' / 'python'}\n{body}")
+        (root / "bin" / script).chmod(0o755)
+    return root / "bin"
+
+
+APP = """
+from opentelemetry import metrics, trace
+from otel_portkey import PortkeyInstrumentor
+print("app ran")
+print(type(trace.get_tracer_provider()).__name__, type(metrics.get_meter_provider()).__name__)
+print("bridge instrumented:", PortkeyInstrumentor().is_instrumented_by_opentelemetry)
+"""
+
+
+@pytest.mark.integration
+def test_without_the_grpc_exporter_the_app_runs_untraced_as_doctor_says(without_the_grpc_exporter):
+    """What opentelemetry-instrument really does with the distro's defaults and no gRPC exporter,
+    then what doctor says of it, in the same virtualenv."""
+    bin_dir = without_the_grpc_exporter
+    env = clean_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env.pop("VIRTUAL_ENV", None)
+    app = subprocess.run(
+        [str(bin_dir / "opentelemetry-instrument"), "python", "-c", APP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert app.returncode == 0, app.stderr[-3000:]
+    assert app.stdout.splitlines() == [
+        "app ran",
+        "ProxyTracerProvider _ProxyMeterProvider",
+        "bridge instrumented: False",
+    ], app.stderr[-3000:]
+    errors = [line for line in app.stderr.splitlines() if not line.startswith((" ", "Traceback", "During"))]
+    assert "Configuration of configurator failed" in errors, app.stderr[-3000:]
+    assert "Failed to auto initialize OpenTelemetry" in errors, app.stderr[-3000:]
+    assert (
+        "RuntimeError: Requested component 'otlp_proto_grpc' not found in entry point "
+        "'opentelemetry_traces_exporter'"
+    ) in errors
+
+    report = subprocess.run(
+        [str(bin_dir / "otel-portkey"), "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 1, report.stdout
+    assert "  opentelemetry-exporter-otlp-proto-grpc (not installed)" in report.stdout.splitlines()
+    assert f"  ✗ {GRPC_MISSING}" in report.stdout.splitlines(), report.stdout
+    assert f"      fix: {GRPC_MISSING_FIX}" in report.stdout.splitlines()
+    assert report.stdout.count("would go out as OTLP grpc") == 1, "one problem, not one per signal"
 
 
 @pytest.mark.unit
@@ -360,6 +469,33 @@ def test_doctor_names_each_problem_with_a_fix():
     assert problems[f"gateway {dead} is not reachable (Connection refused)"].startswith("start one")
     assert "PORTKEY_API_KEY is not set" in " ".join(problems)
     assert any(what.startswith(f"traces: {dead}/v1/traces does not answer") for what in problems)
+
+
+@pytest.mark.unit
+def test_a_gateway_url_that_is_not_a_url_is_reported_once_as_ignored():
+    """Reported as ignored (with why and where to correct it), not also as unreachable."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    report = diagnose(
+        clean_env(OTEL_PORTKEY_GATEWAY_URLS=f"notaurl,{dead}", PORTKEY_BASE_URL="ftp://gw", **HEALTHY),
+        probe=lambda export: None,
+    )
+    assert report.problems == [
+        (
+            "ignoring gateway URL 'ftp://gw': it must start with http:// or https://",
+            "correct PORTKEY_BASE_URL: a gateway's base URL, e.g. http://localhost:8787 "
+            "(calls to that gateway are not bridged meanwhile)",
+        ),
+        (
+            "ignoring gateway URL 'notaurl': it must start with http:// or https://",
+            "correct OTEL_PORTKEY_GATEWAY_URLS: a gateway's base URL, e.g. http://localhost:8787 "
+            "(calls to that gateway are not bridged meanwhile)",
+        ),
+        (f"gateway {dead} is not reachable (Connection refused)", doctor.GATEWAY_FIX),
+    ], report.text()
+    lines = report.text().splitlines()
+    assert "  gateway notaurl: ignored (not an http:// or https:// URL)" in lines
+    assert "  gateway ftp://gw: ignored (not an http:// or https:// URL)" in lines
+    assert report.text().count("notaurl") == 3, "its setting, its Reachability line and its one problem"
 
 
 @pytest.mark.integration

@@ -2,13 +2,16 @@
 items 1 and 2): Jaeger with Badger (examples/jaeger-config.yaml) reads back after a restart what it
 stored before; the Collector (collector-config.yaml, persistent queues in file_storage) killed with
 SIGKILL while a backend is down delivers, once restarted and the backend is up, every span it had
-accepted; past its bound a queue refuses new spans, counted by the Collector, which keeps running.
+accepted; stopped with SIGTERM instead, it logs "Exporting failed. Dropping data." for the batch it
+was retrying, yet keeps that batch on disk and delivers it once restarted (issue 27, item 5); past its
+bound a queue refuses new spans, counted by the Collector, which keeps running.
 
 Every count asserted is one Jaeger, the Portkey stand-in or the Collector's own metrics answered.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -234,6 +237,69 @@ def test_a_collector_killed_while_portkey_is_down_delivers_every_span_once_resta
     finally:
         collector.stop()
         portkey.stop()
+    delivered = {(s.trace_id, s.span_id) for s in received}
+    assert delivered == ids(spans), f"{len(delivered)} of {len(spans)} spans reached the Portkey stand-in"
+    assert len(received) == len(spans), "each span arrived once"
+    assert portkey.rejected == [], "every export carried the API key"
+
+
+def wait_for_log(collector: Collector, predicate: Callable[[str], bool], timeout: float = 30) -> str:
+    """The Collector's log once ``predicate(log)`` holds (or past ``timeout``, the last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = collector.log()
+        if predicate(log) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.2)
+
+
+def test_a_collector_stopped_with_sigterm_says_dropping_data_yet_keeps_and_delivers_the_batch(
+    go_binaries, jaeger
+):
+    """SIGTERM (docker stop, systemd) while Portkey is unreachable: the exporter logs, at level
+    error, ``Exporting failed. Dropping data.`` for the batch it was retrying, but that batch stays
+    in its persistent queue, and the restarted Collector sends every span of it, once."""
+    spans = make_spans(traces=10, spans_per_trace=5)  # 50 spans
+    portkey = LateReceiver(free_port())  # nothing listens there yet: connection refused
+    collector = Collector(
+        go_binaries["OTELCOL"], jaeger.otlp_grpc, f"{portkey.endpoint}/v1/otel", PORTKEY_STANDIN_KEY
+    )
+    retrying = "Exporting failed. Will retry the request after interval."
+    try:
+        export(collector, spans)
+        assert_holds_for(collector, len(spans), down=PORTKEY_EXPORTER, up=JAEGER_EXPORTER)
+        before = wait_for_log(collector, lambda log: retrying in log)
+        assert retrying in before, before[-3000:]
+
+        collector.terminate()  # SIGTERM and a clean shutdown, not SIGKILL
+        shutdown_log = collector.log()
+        assert queue_file(collector, PORTKEY_EXPORTER).stat().st_size > 0
+        collector.start()  # same storage directory, same ports
+        portkey.start()
+
+        received = portkey.wait_for(
+            lambda got: {(s.trace_id, s.span_id) for s in got} >= ids(spans), timeout=60
+        )
+        restart_log = collector.log()[len(shutdown_log) :]
+    finally:
+        collector.stop()
+        portkey.stop()
+
+    dropping = [line for line in shutdown_log.splitlines() if "Exporting failed. Dropping data." in line]
+    assert dropping, shutdown_log[-3000:]
+    for line in dropping:
+        assert "\terror\t" in line, line
+        assert f'"otelcol.component.id": "{PORTKEY_EXPORTER}"' in line, line
+        assert '"error": "interrupted due to shutdown: ' in line, line
+    said_dropped = sum(int(re.findall(r'"dropped_items": (\d+)', line)[0]) for line in dropping)
+    assert 0 < said_dropped <= len(spans)
+
+    (loaded,) = [
+        line
+        for line in restart_log.splitlines()
+        if "Loaded queue metadata" in line and f'"otelcol.component.id": "{PORTKEY_EXPORTER}"' in line
+    ]
+    assert f'"itemsSize": {len(spans)},' in loaded, "every span it said it dropped was still on disk"
     delivered = {(s.trace_id, s.span_id) for s in received}
     assert delivered == ids(spans), f"{len(delivered)} of {len(spans)} spans reached the Portkey stand-in"
     assert len(received) == len(spans), "each span arrived once"

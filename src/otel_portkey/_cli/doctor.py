@@ -48,6 +48,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from opentelemetry.util.re import parse_env_headers
 
 from .. import environment_variables as ev
+from .._contract.call import gateway_prefix
 from .._contract.metadata import parse_key_values
 from .._otel.bridge import Bridge
 from .._otel.processor import PortkeySpanProcessor
@@ -201,10 +202,7 @@ def diagnose(
     finally:
         logger.removeHandler(capture)
     for message in capture.messages:
-        report.problem(
-            redact_url(message.removeprefix("otel-portkey: ")),
-            "correct the variable; the default is used meanwhile",
-        )
+        report.problem(redact_url(message.removeprefix("otel-portkey: ")), _setting_fix(message, env))
 
     report.add("Settings")
     names = sorted(
@@ -237,7 +235,7 @@ def diagnose(
             "pip install openai or portkey-ai",
         )
 
-    _instrumentations(report, env)
+    _instrumentations(report, env, exporter_setup_fails(env))
     _exporters(report, env, probe or _probe, settings.metrics, meter_provider)
     _reachability(report, env, settings)
 
@@ -246,6 +244,24 @@ def diagnose(
     for name, value in sample_call_headers(settings, env).items():
         report.add(f"  {name}: {redact_url(value)}")
     return report
+
+
+def _setting_fix(message: str, env: Mapping[str, str]) -> str:
+    """The fix for a setting the bridge warned about: an ignored gateway URL names the variable
+    that holds it (nothing else is used in its place); any other falls back to its default."""
+    ignored = re.match(r"otel-portkey: ignoring gateway URL '(.*)':", message)
+    if ignored is None:
+        return "correct the variable; the default is used meanwhile"
+    holders = [
+        name
+        for name in (*ev.PORTKEY_SDK_GATEWAY_URLS, ev.OTEL_PORTKEY_GATEWAY_URLS)
+        if ignored.group(1) in (u.strip() for u in env.get(name, "").split(","))
+    ]
+    where = " / ".join(holders) or ev.OTEL_PORTKEY_GATEWAY_URLS
+    return (
+        f"correct {where}: a gateway's base URL, e.g. http://localhost:8787 (calls to that gateway are "
+        "not bridged meanwhile)"
+    )
 
 
 def sample_call_headers(settings: PortkeySettings, env: dict[str, str]) -> dict[str, str]:
@@ -295,7 +311,9 @@ def _would_instrument(entry_point: metadata.EntryPoint) -> bool:
         return False
 
 
-def _instrumentations(report: Report, env: dict[str, str]) -> None:
+def _instrumentations(report: Report, env: dict[str, str], setup_fails: bool = False) -> None:
+    """Which instrumentations ``opentelemetry-instrument`` would load; with ``setup_fails`` (an
+    exporter it cannot load), none: it gives up before loading them."""
     disabled = {
         name.strip()
         for name in env.get(ev.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")
@@ -307,7 +325,13 @@ def _instrumentations(report: Report, env: dict[str, str]) -> None:
     loading = [name for name in names if name in usable and name not in disabled and "*" not in disabled]
     report.add("")
     report.add("Under opentelemetry-instrument")
-    report.add(f"  instrumentations that would load: {', '.join(loading) or 'none'}")
+    if setup_fails:
+        report.add(
+            "  instrumentations that would load: none, while an exporter below cannot be loaded"
+            f" (then: {', '.join(loading) or 'none'})"
+        )
+    else:
+        report.add(f"  instrumentations that would load: {', '.join(loading) or 'none'}")
     if "otel_portkey" not in names:
         report.problem(
             "the otel_portkey entry point is not registered", "reinstall: pip install otel-portkey"
@@ -317,6 +341,8 @@ def _instrumentations(report: Report, env: dict[str, str]) -> None:
             "the bridge is disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
             "remove otel_portkey (or *) from OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
         )
+    elif setup_fails:
+        report.add("  the bridge (otel_portkey) would be active once the exporter problem below is fixed")
     else:
         report.add("  the bridge (otel_portkey) would be active")
 
@@ -583,6 +609,88 @@ def _otlp_fix(export: OtlpExport, reason: str) -> str:
     )
 
 
+# What opentelemetry-instrument does when its configurator cannot load an exporter of any signal
+# (an exporter name nothing provides, an OTLP protocol whose package is missing): it logs the
+# configurator's failure and its own, each with a traceback, and skips the rest of its set-up, so
+# the app runs with no tracer or meter provider and no instrumentation (the bridge neither).
+WITHOUT_OTEL: Final = (
+    "opentelemetry-instrument then logs two errors with tracebacks (Configuration of configurator "
+    "failed, Failed to auto initialize OpenTelemetry) and runs the app without OpenTelemetry: no "
+    "instrumentation loads (the bridge neither), nothing is traced or measured"
+)
+
+
+@dataclass(frozen=True)
+class _SignalPlan:
+    """One signal's exporters as ``opentelemetry-instrument`` will resolve them, and what of it
+    cannot be loaded."""
+
+    signal: str
+    names: str  # the exporter names as the SDK reads them ("none" when unset)
+    exports: tuple[OtlpExport, ...] = ()
+    unknown: tuple[str, ...] = ()  # names no installed package provides
+    missing: tuple[OtlpExport, ...] = ()  # OTLP exports whose package is not installed
+    error: str | None = None  # a protocol the SDK refuses
+
+
+def _signal_plans(env: dict[str, str]) -> list[_SignalPlan] | None:
+    """Each signal's :class:`_SignalPlan`; None when no configurator is installed (then
+    ``opentelemetry-instrument`` sets up no exporter at all)."""
+    if not list(metadata.entry_points(group="opentelemetry_configurator")):
+        return None
+    distro = bool(list(metadata.entry_points(group="opentelemetry_distro")))
+    effective = effective_environment(env, distro)
+    plans = []
+    for signal in SIGNALS:
+        names = effective.get(_EXPORTER_ENV[signal]) or "none"
+        try:
+            exports = otlp_exports(effective, signal)
+        except ValueError as error:
+            plans.append(_SignalPlan(signal, names, error=str(error)))
+            continue
+        exports = [
+            replace(export, protocol_source="opentelemetry-distro's default")
+            if export.protocol_source == OTEL_EXPORTER_OTLP_PROTOCOL and export.protocol_source not in env
+            else export
+            for export in exports
+        ]
+        group = f"opentelemetry_{signal}_exporter"
+        unknown = [
+            name
+            for name in (n.strip() for n in names.split(","))
+            if name
+            and name not in ("none", "otlp", *_PACKAGE_BY_ENTRY_POINT)
+            and not has_entry_point(group, name)
+        ]
+        missing = [export for export in exports if not has_entry_point(group, export.entry_point)]
+        plans.append(_SignalPlan(signal, names, tuple(exports), tuple(unknown), tuple(missing)))
+    return plans
+
+
+def exporter_setup_fails(env: dict[str, str]) -> bool:
+    """Whether ``opentelemetry-instrument`` cannot load an exporter it is asked for (and so runs the
+    app without OpenTelemetry: see :data:`WITHOUT_OTEL`)."""
+    return any(plan.unknown or plan.missing for plan in _signal_plans(env) or [])
+
+
+def _would_go_out(exports: list[OtlpExport]) -> str:
+    """``traces, metrics and logs would go out as OTLP grpc (from opentelemetry-distro's default)``,
+    or with a source per group of signals when different variables chose their protocol."""
+
+    def listed(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+    by_source: dict[str, list[str]] = {}
+    for export in exports:
+        by_source.setdefault(export.protocol_source, []).append(export.signal)
+    protocol = exports[0].protocol
+    if len(by_source) == 1:
+        ((source, signals),) = by_source.items()
+        return f"{listed(signals)} would go out as OTLP {protocol} (from {source})"
+    groups = [f"{listed(signals)} (from {source})" for source, signals in by_source.items()]
+    return f"{listed(groups)} would go out as OTLP {protocol}"
+
+
 def _exporters(
     report: Report,
     env: dict[str, str],
@@ -592,52 +700,43 @@ def _exporters(
 ) -> None:
     """What each signal exports to under ``opentelemetry-instrument``, whether that exporter is
     installed, and whether its endpoint answers its protocol; for metrics, whether the bridge's
-    go anywhere, and the meter provider of this process when one is given."""
-    distro = bool(list(metadata.entry_points(group="opentelemetry_distro")))
-    configurator = bool(list(metadata.entry_points(group="opentelemetry_configurator")))
+    go anywhere, and the meter provider of this process when one is given. An exporter that cannot
+    be loaded is one problem for all signals, saying what ``opentelemetry-instrument`` then does."""
     report.add("")
     report.add("Exporters under opentelemetry-instrument")
-    if not configurator:
+    plans = _signal_plans(env)
+    if plans is None:
         report.add("  no configurator installed: opentelemetry-instrument sets up no tracer provider")
         report.problem(
             "opentelemetry-instrument would export nothing: no configurator is installed",
             "pip install opentelemetry-distro",
         )
         return
-    effective = effective_environment(env, distro)
+    setup_fails = any(plan.unknown or plan.missing for plan in plans)
+    effective = effective_environment(env, bool(list(metadata.entry_points(group="opentelemetry_distro"))))
     logging_setting = effective.get(ev.OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, "")
     logging_on = logging_setting.strip().lower() == "true"
-    for signal in SIGNALS:
-        try:
-            exports = otlp_exports(effective, signal)
-        except ValueError as error:
-            report.problem(f"{signal}: {error}", "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc")
+    missing: dict[str, list[OtlpExport]] = {}  # package -> the exports that need it
+    for plan in plans:
+        signal = plan.signal
+        if plan.error is not None:
+            report.problem(f"{signal}: {plan.error}", "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc")
             continue
-        names = effective.get(_EXPORTER_ENV[signal]) or "none"
-        report.add(f"  {signal}: {names}")
+        report.add(f"  {signal}: {plan.names}")
         problems_before = len(report.problems)
-        for name in [n.strip() for n in names.split(",") if n.strip()]:
-            if name not in ("none", "otlp", *_PACKAGE_BY_ENTRY_POINT) and not has_entry_point(
-                f"opentelemetry_{signal}_exporter", name
-            ):
-                report.problem(
-                    f"{_EXPORTER_ENV[signal]} names {name!r}, which no installed package provides, so "
-                    "opentelemetry-instrument would fail to start",
-                    f"correct {_EXPORTER_ENV[signal]} (otlp, console, none, ...) or install that exporter",
-                )
-        for export in exports:
-            if export.protocol_source == OTEL_EXPORTER_OTLP_PROTOCOL and export.protocol_source not in env:
-                export = replace(export, protocol_source="opentelemetry-distro's default")
+        for name in plan.unknown:
+            report.problem(
+                f"{_EXPORTER_ENV[signal]} names {name!r}, which no installed package provides: "
+                + WITHOUT_OTEL,
+                f"correct {_EXPORTER_ENV[signal]} (otlp, console, none, ...) or install that exporter",
+            )
+        for export in plan.exports:
             report.add(
                 f"    OTLP {export.protocol} (from {export.protocol_source}) to {redact_url(export.endpoint)}"
             )
-            if not has_entry_point(f"opentelemetry_{signal}_exporter", export.entry_point):
-                report.problem(
-                    f"{signal} would go out as OTLP {export.protocol} (from {export.protocol_source}), "
-                    f"but {export.package} is not installed, so opentelemetry-instrument would fail to start",
-                    f"set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (installed with otel-portkey), "
-                    f"or pip install {export.package}",
-                )
+            if export in plan.missing:
+                report.add(f"    {export.package} is NOT installed")
+                missing.setdefault(export.package, []).append(export)
                 continue
             if signal == "logs" and not logging_on:
                 continue  # nothing is logged through OTel, so nothing is sent
@@ -654,11 +753,18 @@ def _exporters(
                     _otlp_fix(export, reason),
                 )
         if signal == "metrics":
-            report.add(
-                f"    {bridge_metrics_verdict(names, bridge_metrics, len(report.problems) > problems_before)}"
-            )
+            failing = setup_fails or len(report.problems) > problems_before
+            report.add(f"    {bridge_metrics_verdict(plan.names, bridge_metrics, failing)}")
             if meter_provider is not None:
                 report.add(f"    meter provider in this process: {meter_provider_state(meter_provider)}")
+    for package, exports in missing.items():
+        fix = f"pip install {package}"
+        if exports[0].protocol == GRPC:
+            fix = f"set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (installed with otel-portkey), or {fix}"
+        report.problem(
+            f"{_would_go_out(exports)}, but {package} is not installed: {WITHOUT_OTEL}",
+            fix,
+        )
 
 
 BRIDGE_METRICS: Final = "the bridge's portkey.gateway.* metrics"
@@ -711,6 +817,10 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
     configured = [env[name] for name in ev.PORTKEY_SDK_GATEWAY_URLS if env.get(name)]
     configured += [u.strip() for u in env.get(ev.OTEL_PORTKEY_GATEWAY_URLS, "").split(",") if u.strip()]
     for url in map(redact_url, configured):
+        if not gateway_prefix(url).startswith(("http://", "https://")):
+            # the settings ignore it, and it was reported as such (once): nothing to reach
+            report.add(f"  gateway {url}: ignored (not an http:// or https:// URL)")
+            continue
         reason = reachable(url)
         report.add(f"  gateway {url}: {_state(reason)}")
         if reason is not None:
