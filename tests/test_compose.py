@@ -36,10 +36,18 @@ def test_compose_runs_the_releases_the_tests_run():
 
 def test_the_collector_runs_the_shipped_config_with_consistent_ports():
     collector = SERVICES["collector"]
-    (mount,) = [m for m in collector["volumes"] if m.endswith(":ro")]
-    source, target, _ = mount.split(":")
-    assert (ROOT / "examples" / source).resolve() == ROOT / "collector-config.yaml"
-    assert collector["command"] == [f"--config={target}"]
+    mounts = {
+        target: (ROOT / "examples" / source).resolve()
+        for source, target, _ in (m.split(":") for m in collector["volumes"] if m.endswith(":ro"))
+    }
+    config, by_key = collector["command"]
+    assert mounts[config.removeprefix("--config=")] == ROOT / "collector-config.yaml"
+    # the second file depends on whether PORTKEY_API_KEY is set, as compose interpolates it
+    without_key = by_key.replace("${PORTKEY_API_KEY:+-set}", "").removeprefix("--config=")
+    with_key = by_key.replace("${PORTKEY_API_KEY:+-set}", "-set").removeprefix("--config=")
+    assert mounts[without_key] == ROOT / "examples" / "collector-without-portkey.yaml"
+    assert mounts[with_key] == ROOT / "collector-config.yaml"
+    assert "PORTKEY_API_KEY}" not in by_key.replace("${PORTKEY_API_KEY:+-set}", ""), "the key never in argv"
     env = collector["environment"]
     assert port_of(env["OTELCOL_OTLP_HTTP_ENDPOINT"]) == 4318
     assert port_of(env["OTELCOL_OTLP_GRPC_ENDPOINT"]) == 4317
