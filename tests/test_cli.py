@@ -122,13 +122,20 @@ def test_demo_offline_json(oss_gateway):  # the fixture makes sure the gateway i
 
 
 @pytest.mark.integration
-def test_demo_prints_the_tree_and_the_jaeger_link(oss_gateway):
-    run = demo(env={"OTEL_PORTKEY_JAEGER_UI_URL": "http://localhost:16686", "COLUMNS": "200"})
+def test_demo_prints_the_tree_and_the_jaeger_line(oss_gateway):
+    """The "Jaeger:" line gives the command that reads the trace from Jaeger's API; this Jaeger
+    does not answer, so the line says so (tests/test_trace_cli.py reads one back from a real one)."""
+    jaeger = f"http://127.0.0.1:{free_port()}"
+    run = demo(env={"OTEL_PORTKEY_JAEGER_UI_URL": jaeger, "COLUMNS": "200"})
     assert run.returncode == 0, run.stderr
     assert f"Answer: The result is {ANSWER:,}." in run.stdout
     assert "4 of 4 LLM calls carry OTel trace" in run.stdout
     assert run.stdout.count("ids equal") == 4
-    assert "Jaeger: http://localhost:16686/trace/" in run.stdout
+    trace_id = run.stdout.split("OTel trace ", 1)[1].split()[0]
+    assert (
+        f"Jaeger: otel-portkey trace {trace_id} --jaeger {jaeger}  "
+        f"(Jaeger at {jaeger} did not answer: connection refused)"
+    ) in run.stdout.splitlines()
     # Under each POST, the traced gateway's own node and its one upstream attempt.
     assert "via the OSS Portkey gateway 1.15.2, traced as service 'portkey-gateway'" in run.stdout
     assert run.stdout.count("portkey-gateway server POST  http 200  portkey.span_id ") == 4

@@ -20,13 +20,18 @@ import json
 import re
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 
+from otel_portkey import _cli
 from otel_portkey._cli import demo
-from otel_portkey._cli.demo import CAPTURED_ECHO_ATTRIBUTE, DemoOptions, render, run_demo
+from otel_portkey._cli.demo import CAPTURED_ECHO_ATTRIBUTE, Delivery, DemoOptions, render, run_demo
 from otel_portkey._cli.metrics_summary import (
     MetricsSummary,
     OtlpMetricsReceiver,
@@ -34,7 +39,8 @@ from otel_portkey._cli.metrics_summary import (
     summarize,
 )
 from otel_portkey._contract.call import DURATION_BUCKETS, answer_attributes
-from otel_portkey.testing import ForwardedRequest, ReceivedSpan
+from otel_portkey._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
+from otel_portkey.testing import ForwardedRequest, OtlpReceiver, ReceivedSpan, free_port
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER_TRACE = "0" * 31 + "1"
@@ -456,6 +462,14 @@ def test_the_demos_metrics_are_what_the_gateway_answered(model, monkeypatch):
     assert summary.cache_statuses == {"HIT": 4}
     assert 0 < summary.p50_seconds <= summary.p95_seconds
     assert forwarded == summary, "--otlp-endpoint received the same metrics"
+    # That endpoint takes metrics only: the spans were not delivered, and the demo knows it.
+    delivery = outcome.delivery
+    assert delivery is not None
+    assert delivery.metric_exports >= 1
+    assert delivery.metric_exports_undelivered == 0
+    assert delivery.spans == delivery.spans_undelivered == len(outcome.spans)
+    assert delivery.spans_cause == "HTTP 404"
+    assert delivery.sentence().startswith(f"the {len(outcome.spans)} spans were not delivered to ")
     assert json.loads(json.dumps(outcome.as_json()))["metrics"] == summary.as_json()
     text = rendered(outcome, monkeypatch)
     assert (
@@ -476,3 +490,195 @@ def test_the_demo_says_when_otel_portkey_metrics_switched_them_off(model, monkey
         .strip()
         .endswith("portkey.gateway.* metrics exported: none (OTEL_PORTKEY_METRICS=false)")
     )
+
+
+# ---- where the trace goes: --otlp-endpoint and Jaeger ---------------------------------------------
+
+
+def sdk_export(count=3):
+    """An OTLP/protobuf export of ``count`` spans, encoded by the SDK's own encoder."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for n in range(count):
+        provider.get_tracer("test").start_span(f"span {n}").end()
+    return encode_spans(exporter.get_finished_spans()).SerializeToString()
+
+
+class Page(LoopbackService):
+    """Answers every request with one status, content type and body (a stand-in web server)."""
+
+    def __init__(self, body, status=200, content_type="text/html"):
+        class Handler(LoopbackHandler):
+            def answer(self):
+                self.request_body()
+                self.reply(status, body, content_type)
+
+            do_GET = do_POST = answer
+
+        self._server = LoopbackServer(Handler)
+
+
+@pytest.mark.unit
+def test_what_a_dead_endpoint_did_not_get_is_counted_and_said():
+    dead = f"http://127.0.0.1:{free_port()}"
+    delivery = Delivery(dead)
+    for _ in range(3):
+        delivery.send("/v1/traces", sdk_export(3))
+    delivery.send("/v1/metrics", b"")
+    assert (delivery.spans, delivery.spans_undelivered, delivery.spans_cause) == (9, 9, "connection refused")
+    assert (delivery.metric_exports, delivery.metric_exports_undelivered) == (1, 1)
+    assert delivery.failed
+    assert delivery.sentence() == (
+        f"the 9 spans and the metrics were not delivered to {dead} (connection refused): --otlp-endpoint "
+        "takes the OTLP/HTTP base URL of a running Collector or Jaeger, like http://localhost:4318"
+    )
+    assert delivery.as_json()["spans_undelivered"] == 9
+
+
+@pytest.mark.unit
+def test_an_endpoint_that_takes_spans_but_no_metrics_is_no_failure():
+    """Jaeger answers ``/v1/metrics`` with 404: the spans arrived, and that is all it takes."""
+    with OtlpReceiver() as spans_only:
+        delivery = Delivery(spans_only.endpoint)
+        delivery.send("/v1/traces", sdk_export(2))
+        delivery.send("/v1/metrics", b"")
+        assert len(spans_only.spans) == 2
+    assert not delivery.failed
+    assert delivery.metrics_not_taken
+    assert delivery.line() == (
+        f"Sent to {spans_only.endpoint}: 2 spans "
+        "(it takes no metrics: /v1/metrics answered 404, as Jaeger does)"
+    )
+
+
+@pytest.mark.unit
+def test_a_web_page_is_not_an_otlp_answer():
+    """Jaeger's UI port answers any POST with its page (200, text/html): nothing was delivered."""
+    with Page(b"<html>Jaeger UI</html>") as ui_port:
+        delivery = Delivery(ui_port.url)
+        delivery.send("/v1/traces", sdk_export(1))
+    assert delivery.failed
+    assert delivery.sentence().startswith(
+        f"the 1 span was not delivered to {ui_port.url} (it answered with a web page, not OTLP): "
+    )
+    delivery.send("/v1/traces", sdk_export(2))
+    assert delivery.sentence().startswith(f"the 3 spans were not delivered to {ui_port.url} (it answered")
+
+
+PLACEHOLDER_PAGE = (
+    b"<h1>\xf0\x9f\xa5\x8b: This is not the Jaeger UI you are looking for!</h1>"  # Jaeger without its UI
+)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        pytest.param(
+            PLACEHOLDER_PAGE,
+            "Jaeger: otel-portkey trace {trace} --jaeger {url}  (no UI at {url}: a Jaeger built without "
+            "its UI assets)",
+            id="no UI",
+        ),
+        pytest.param(
+            b"<title>Jaeger UI</title>",
+            "Jaeger: {url}/trace/{trace}  (in a terminal: otel-portkey trace {trace} --jaeger {url})",
+            id="UI",
+        ),
+    ],
+)
+def test_the_jaeger_line_points_at_what_works(page, expected, monkeypatch):
+    with Page(page) as jaeger:
+        monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", jaeger.url)
+        pointer = demo.jaeger_pointer(TRACE, spans_sent_on=False)
+    assert pointer is not None
+    assert pointer.line() == expected.format(trace=TRACE, url=jaeger.url)
+    outcome = result([exchange({**ANSWERED, "x-portkey-trace-id": TRACE})])
+    outcome.jaeger = pointer
+    assert pointer.line() in rendered(outcome, monkeypatch)
+    assert outcome.as_json()["jaeger"]["trace_command"].startswith(f"otel-portkey trace {TRACE}")
+
+
+@pytest.mark.unit
+def test_the_jaeger_line_without_a_jaeger(monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", url)
+    pointer = demo.jaeger_pointer(TRACE, spans_sent_on=False)
+    assert pointer is not None
+    assert pointer.line() == (
+        f"Jaeger: otel-portkey trace {TRACE} --jaeger {url}  "
+        f"(Jaeger at {url} did not answer: connection refused)"
+    )
+    # Not configured: only a Jaeger that answers at the default URL is pointed at, and only when the
+    # spans went on to --otlp-endpoint.
+    monkeypatch.delenv("OTEL_PORTKEY_JAEGER_UI_URL")
+    monkeypatch.setattr(demo, "DEFAULT_JAEGER", url)
+    assert demo.jaeger_pointer(TRACE, spans_sent_on=True) is None
+    with Page(PLACEHOLDER_PAGE) as jaeger:
+        monkeypatch.setattr(demo, "DEFAULT_JAEGER", jaeger.url)
+        assert demo.jaeger_pointer(TRACE, spans_sent_on=False) is None
+        pointer = demo.jaeger_pointer(TRACE, spans_sent_on=True)
+    assert pointer is not None
+    assert pointer.has_ui is False
+
+
+@pytest.mark.unit
+def test_a_dead_gateway_url_is_one_sentence_before_the_agent_runs(capsys):
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert _cli.main(["demo", "--json", "--gateway-url", dead]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"otel-portkey demo: the gateway at {dead} is not reachable (connection refused): start one with "
+        "`otel-portkey gateway`, or drop --gateway-url and the demo starts its own\n"
+    )
+
+
+@pytest.mark.integration
+def test_an_otlp_endpoint_that_takes_nothing_is_one_sentence_and_exit_1(oss_gateway, capsys):
+    """Through the real gateway every call is correlated (exit 0 otherwise, as test_cli shows);
+    nothing listens at ``--otlp-endpoint``: the demo says what did not arrive there, and exits 1."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    code = _cli.main(["demo", "--json", "--gateway-url", oss_gateway.base_url, "--otlp-endpoint", dead])
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert printed["all_correlated"] is True
+    assert code == 1
+    spans_received = len(printed["spans"])  # every span the demo's receiver got was to go on
+    assert printed["delivery"]["spans"] == printed["delivery"]["spans_undelivered"] == spans_received
+    assert err == (
+        f"otel-portkey demo: the {spans_received} spans and the metrics were not delivered to {dead} "
+        "(connection refused): --otlp-endpoint takes the OTLP/HTTP base URL of a running Collector or "
+        "Jaeger, like http://localhost:4318\n"
+    )
+
+
+class HangsUp(LoopbackService):
+    """A "gateway" that reads each request and closes the connection without an answer."""
+
+    def __init__(self):
+        class Handler(LoopbackHandler):
+            def answer(self):
+                self.request_body()
+                self.close_connection = True
+
+            do_GET = do_POST = answer
+
+        self._server = LoopbackServer(Handler)
+
+
+@pytest.mark.integration
+def test_an_agent_failure_names_its_root_cause(capsys):
+    """The gateway answers nothing: the recording hop answers 502 for it, the model client gives up.
+    The sentence names the agent's exception and the root of its chain, not LangGraph's note."""
+    with HangsUp() as gateway:
+        code = _cli.main(["demo", "--json", "--gateway-url", gateway.url])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("otel-portkey demo: the agent failed: ")
+    assert "502" in line
+    assert "(cause: " in line
+    assert "During task" not in line

@@ -1,4 +1,4 @@
-"""The ``otel-portkey`` command: ``demo``, ``gateway`` and ``doctor``."""
+"""The ``otel-portkey`` command: ``demo``, ``gateway``, ``doctor`` and ``trace``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 import importlib.util
 import json
 import sys
+from typing import Any
+
+from .. import environment_variables as ev
 
 # What ``otel-portkey demo`` imports, itself or in the agent it runs under ``opentelemetry-instrument``
 # (module -> the package that brings it); all of them come with the ``demo`` extra.
@@ -67,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "doctor", help="show settings, versions, reachability and the headers a call would carry"
     )
+    trace = _trace_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return _doctor()
+    if args.command == "trace":
+        return _trace(args, trace)
     if args.command == "gateway":
         from .._peers.oss_gateway import DEFAULT_SERVICE_NAME, gateway_preload
         from .gateway import serve
@@ -86,6 +92,71 @@ def main(argv: list[str] | None = None) -> int:
         service_name = args.service_name or DEFAULT_SERVICE_NAME
         return serve(args.port, otlp_endpoint=args.otlp_endpoint, service_name=service_name)
     return _demo(args)
+
+
+def _trace_parser(commands: Any) -> argparse.ArgumentParser:
+    from .trace import DEFAULT_JAEGER, jaeger_url_argument, trace_id_argument
+
+    trace: argparse.ArgumentParser = commands.add_parser(
+        "trace",
+        help="print a trace stored in Jaeger as the demo's tree (for terminals, CI logs, Jaegers without UI)",
+        description="Print a trace stored in Jaeger as the demo's tree: each span, and under each "
+        "gateway call what its span records of Portkey (trace id, node id, cache, retries, provider) "
+        "and, where the gateway is traced, its own node and upstream attempts. Read from Jaeger's "
+        "query API (api_v3). Give a trace id or --service.",
+    )
+    trace.add_argument(
+        "trace_id",
+        nargs="?",
+        type=trace_id_argument,
+        metavar="TRACE_ID",
+        help="the OTel trace id (32 hex characters)",
+    )
+    trace.add_argument("--service", metavar="NAME", help="instead: the latest trace of this service")
+    trace.add_argument(
+        "--jaeger",
+        type=jaeger_url_argument,
+        metavar="URL",
+        help=f"Jaeger's base URL, its UI's and query API's (default: ${ev.OTEL_PORTKEY_JAEGER_UI_URL}, "
+        f"else {DEFAULT_JAEGER})",
+    )
+    trace.add_argument("--json", action="store_true", help="print the spans as JSON")
+    trace.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the trace to reach Jaeger and stop growing (spans arrive a "
+        "second or two after the app exits; default 0: ask once)",
+    )
+    return trace
+
+
+def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .trace import default_jaeger_url, jaeger_url_argument, run
+
+    if (args.trace_id is None) == (args.service is None):
+        parser.error("give a TRACE_ID or --service NAME (one of them)")
+    if args.service is not None and not args.service.strip():
+        parser.error("--service needs a service name")
+    jaeger = args.jaeger
+    if jaeger is None:
+        try:
+            jaeger = jaeger_url_argument(default_jaeger_url())
+        except argparse.ArgumentTypeError as error:
+            print(f"otel-portkey trace: {ev.OTEL_PORTKEY_JAEGER_UI_URL}: {error}", file=sys.stderr)
+            return 1
+    return run(args.trace_id, args.service, jaeger, as_json=args.json, wait=args.wait)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return seconds
 
 
 def _port(text: str) -> int:
@@ -171,6 +242,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=2))
     else:
         render(result)
+    if result.delivery is not None and result.delivery.failed:
+        print(f"otel-portkey demo: {result.delivery.sentence()}", file=sys.stderr)
+        return 1
     return 0 if result.all_correlated is True else 1  # a call shown uncorrelated, or not verified
 
 

@@ -8,7 +8,12 @@ agent runs in a child process under ``opentelemetry-instrument``, exactly as a u
 The OSS gateway the demo starts runs traced (OpenTelemetry for Node, as ``otel-portkey gateway
 --otlp-endpoint`` runs it), exporting to the same receivers: under each ``POST`` of the agent, the
 tree shows the gateway's own SERVER span and each upstream attempt, as the gateway exported them.
-Every process and server it starts is stopped on the way out, also on Ctrl-C.
+Both export through one relay in front of the receivers, which with ``--otlp-endpoint`` sends each
+export on and counts what did not arrive (:class:`Delivery`). The closing "Jaeger:" line gives the
+``otel-portkey trace`` command that reads the trace back from Jaeger's API, and the UI's page only
+where that Jaeger has its UI. Every process and server it starts is stopped on the way out, also on
+Ctrl-C. A gateway the demo does not start must answer before the agent runs; an agent that fails
+is reported by its exception and the root of that exception's chain.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from .. import environment_variables as ev
 from .._contract import call as h
@@ -36,12 +45,26 @@ from .._peers.oss_gateway import (
     OssGateway,
     node_binary,
 )
-from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan, answer, relay
+from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan, answer, decode_spans, relay
 from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
 from .._peers.standin_gateway import PortkeyStandIn
 from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from ..config import PortkeySettings
+from .doctor import printable, redact_url
 from .metrics_summary import METRICS_PATH, MetricsSummary, OtlpMetricsReceiver, summarize
+from .span_tree import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_SERVER,
+    Label,
+    Node,
+    add_spans,
+    http_status,
+    print_tree,
+    span_json,
+    span_label,
+    upstream,
+)
+from .trace import DEFAULT_JAEGER, JaegerQuery, NoRedirects, network_cause, trace_command
 
 Progress = Callable[[str], None]
 
@@ -56,19 +79,83 @@ CAPTURED_ECHO_ATTRIBUTE: Final = "http.response.header.x_portkey_trace_id"
 
 # The traced OSS gateway's service name: its spans are told from the agent's by their resource.
 GATEWAY_SERVICE: Final = DEFAULT_SERVICE_NAME
-SPAN_KIND_SERVER: Final = 2  # OTLP's Span.SpanKind
-SPAN_KIND_CLIENT: Final = 3
-SPAN_KINDS: Final = {
-    1: "internal",
-    SPAN_KIND_SERVER: "server",
-    SPAN_KIND_CLIENT: "client",
-    4: "producer",
-    5: "consumer",
-}
+
+
+# The agent runs as ``python -c AGENT_RUNNER script [question]``: the script as ``python script``
+# runs it and, when it ends in an exception, one line on stderr naming that exception and the root
+# of its chain (``__cause__`` / ``__context__``), which :func:`agent_failure` reads back.
+FAILURE_MARK: Final = "otel-portkey demo, the agent failed:"
+AGENT_RUNNER: Final = f"""
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except Exception as error:
+    def name(e):
+        kind = (type(e).__module__ + "." + type(e).__qualname__).removeprefix("builtins.")
+        return kind + (": " + str(e) if str(e) else "")
+    root, seen = error, set()
+    while id(root) not in seen and (root.__cause__ or root.__context__) is not None:
+        seen.add(id(root))
+        root = root.__cause__ or root.__context__
+    text = name(error) if root is error else name(error) + " (cause: " + name(root) + ")"
+    print({FAILURE_MARK!r}, " ".join(text.split()), file=sys.stderr)
+    raise
+"""
 
 
 class DemoError(RuntimeError):
     """A demo failure, with one sentence for the user."""
+
+
+def agent_failure(stderr: str) -> str:
+    """What the agent's exception was and its root cause, as :data:`AGENT_RUNNER` wrote it; else
+    the agent's last line on stderr."""
+    lines = stderr.strip().splitlines()
+    marked = [line.removeprefix(FAILURE_MARK).strip() for line in lines if line.startswith(FAILURE_MARK)]
+    return printable(marked[-1] if marked else (lines[-1] if lines else "no output"))[:600]
+
+
+@dataclass(frozen=True)
+class JaegerPointer:
+    """Where the demo's trace can be read in Jaeger: ``otel-portkey trace`` (Jaeger's query API,
+    which every Jaeger serves), and the UI's page of the trace when that Jaeger has its UI (the one
+    ``make components`` builds has none: its base URL answers with a placeholder page)."""
+
+    url: str  # Jaeger's base URL, as shown (a password in it masked)
+    trace_command: str
+    has_ui: bool | None  # None: not known (Jaeger did not answer)
+    ui_link: str | None = None  # the UI's page of the trace, when the UI is there
+    problem: str | None = None  # why has_ui is not known
+
+    def line(self) -> str:
+        if self.ui_link is not None:
+            return f"Jaeger: {self.ui_link}  (in a terminal: {self.trace_command})"
+        if self.has_ui is False:
+            return (
+                f"Jaeger: {self.trace_command}  (no UI at {self.url}: a Jaeger built without its UI assets)"
+            )
+        return f"Jaeger: {self.trace_command}  (Jaeger at {self.url} {self.problem})"
+
+
+def jaeger_pointer(trace_id: str, spans_sent_on: bool) -> JaegerPointer | None:
+    """Where to read ``trace_id``: in the Jaeger ``OTEL_PORTKEY_JAEGER_UI_URL`` names or, when the
+    spans went on to ``--otlp-endpoint`` and no Jaeger is named, in one at http://localhost:16686
+    if one answers there. One GET of its base URL tells whether it serves its UI."""
+    configured = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
+    if not trace_id or not (configured or spans_sent_on):
+        return None
+    query = JaegerQuery(configured or DEFAULT_JAEGER, timeout=2.0)
+    check = query.ui()
+    if not configured and check.has_ui is None:
+        return None
+    return JaegerPointer(
+        url=query.shown,
+        trace_command=trace_command(trace_id, configured or DEFAULT_JAEGER),
+        has_ui=check.has_ui,
+        ui_link=f"{query.shown}/trace/{trace_id}" if check.has_ui else None,
+        problem=check.problem,
+    )
 
 
 @dataclass
@@ -158,6 +245,8 @@ class DemoResult:
     metrics: MetricsSummary | None = None
     metrics_off: bool = False  # OTEL_PORTKEY_METRICS switched them off
     gateway_traced: bool = False  # the demo ran the OSS gateway traced: its own spans are expected
+    delivery: Delivery | None = None  # what went on to --otlp-endpoint; None: none was given
+    jaeger: JaegerPointer | None = None  # where to read the trace in Jaeger; None: no Jaeger known
 
     @property
     def all_correlated(self) -> bool | None:
@@ -176,21 +265,13 @@ class DemoResult:
             "jaeger_link": self.jaeger_link,
             "all_correlated": self.all_correlated,
             "gateway_traced": self.gateway_traced,
+            "delivery": self.delivery.as_json() if self.delivery else None,
+            "jaeger": asdict(self.jaeger) if self.jaeger else None,
             "metrics": self.metrics.as_json() if self.metrics else None,
             "calls": [
                 dict(asdict(call), echoed=call.echoed, correlated=call.correlated) for call in self.calls
             ],
-            "spans": [
-                {
-                    "name": s.name,
-                    "service": s.resource.get("service.name"),
-                    "kind": SPAN_KINDS.get(s.kind, str(s.kind)),
-                    "span_id": s.span_id,
-                    "parent_span_id": s.parent_span_id,
-                    "duration_ms": round(s.duration_ms, 2),
-                }
-                for s in self.spans
-            ],
+            "spans": [span_json(s) for s in self.spans],
         }
 
 
@@ -225,15 +306,160 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-class GatewayExports(LoopbackService):
-    """The one OTLP/HTTP base URL the traced gateway exports to: its spans (``/v1/traces``) and its
-    metrics (``/v1/metrics``) are relayed to the demo's receivers, which forward them to
-    ``--otlp-endpoint`` as they do the agent's."""
+TRACES_PATH: Final = "/v1/traces"
+DELIVERY_TIMEOUT: Final = 5.0  # seconds an export waits for --otlp-endpoint's answer
 
-    thread_name = "demo-gateway-exports"
 
-    def __init__(self, traces_url: str, metrics_url: str) -> None:
-        routes = {"/v1/traces": traces_url, METRICS_PATH: metrics_url}
+class Delivery:
+    """What the demo sent on to ``--otlp-endpoint``, and what did not arrive there.
+
+    Each export of the agent's or the traced gateway's goes on as it arrives, waiting at most
+    :data:`DELIVERY_TIMEOUT` for the endpoint's answer. Once the endpoint did not answer at all
+    (nothing listens, no route), the signal's later exports are counted as not delivered without
+    being tried: the demo waits for a dead endpoint once per signal, not once per export. An
+    endpoint that answers ``/v1/metrics`` with 404 takes no metrics (Jaeger): that is no failure.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.shown = redact_url(self.endpoint)
+        self.spans = 0
+        self.spans_undelivered = 0
+        self.spans_cause: str | None = None
+        self.metric_exports = 0
+        self.metric_exports_undelivered = 0
+        self.metrics_cause: str | None = None
+        self.metrics_not_taken = False
+        self._dead: dict[str, str] = {}  # path -> why the endpoint did not answer there
+        self._pending = 0  # exports on their way (guarded by _settled, as the counts are)
+        self._settled = threading.Condition()
+        self._opener = urllib.request.build_opener(NoRedirects)
+
+    def send(self, path: str, payload: bytes) -> None:
+        """Send one export (OTLP/protobuf, uncompressed) on to ``<endpoint><path>`` and count it."""
+        with self._settled:
+            self._pending += 1
+        try:
+            self._send(path, payload)
+        finally:
+            with self._settled:
+                self._pending -= 1
+                self._settled.notify_all()
+
+    def wait(self, timeout: float = DELIVERY_TIMEOUT + 1) -> None:
+        """Until no export is on its way to the endpoint (each waits :data:`DELIVERY_TIMEOUT` at most)."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._pending == 0, timeout)
+
+    def _send(self, path: str, payload: bytes) -> None:
+        try:
+            spans = len(decode_spans(payload)) if path == TRACES_PATH else 0
+            problem, status = self._post(path, payload)
+        except Exception as error:  # the relay answers the exporter whatever happens here
+            spans, problem, status = 0, type(error).__name__, None
+        with self._settled:
+            if path == TRACES_PATH:
+                self.spans += spans
+                if problem is not None:
+                    self.spans_undelivered += spans
+                    self.spans_cause = self.spans_cause or problem
+            elif status == 404:
+                self.metrics_not_taken = True
+            else:
+                self.metric_exports += 1
+                if problem is not None:
+                    self.metric_exports_undelivered += 1
+                    self.metrics_cause = self.metrics_cause or problem
+
+    def _post(self, path: str, payload: bytes) -> tuple[str | None, int | None]:
+        """(None, status) when the endpoint took the export; else (why not, its HTTP status if any)."""
+        dead = self._dead.get(path)
+        if dead is not None:
+            return dead, None
+        request = urllib.request.Request(
+            self.endpoint + path,
+            data=payload,
+            headers={"content-type": "application/x-protobuf"},
+            method="POST",
+        )
+        try:
+            with self._opener.open(request, timeout=DELIVERY_TIMEOUT) as response:
+                if "html" in (response.headers.get("content-type") or ""):
+                    return "it answered with a web page, not OTLP", response.status
+                return None, response.status
+        except urllib.error.HTTPError as error:
+            return f"HTTP {error.code}", error.code
+        except Exception as error:  # no answer at all: refused, no route, timed out, malformed URL
+            cause = network_cause(error, DELIVERY_TIMEOUT)
+            self._dead[path] = cause
+            return cause, None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.spans_undelivered or self.metric_exports_undelivered)
+
+    def sentence(self) -> str:
+        """What was not delivered, where, and why, in one sentence."""
+        lost: list[tuple[str, str | None]] = []  # (what, why), each singular or plural as counted
+        if self.spans_undelivered:
+            some = "" if self.spans_undelivered == self.spans else f"{self.spans_undelivered} of "
+            lost.append((f"{some}the {_count(self.spans, 'span')}", self.spans_cause))
+        if self.metric_exports_undelivered:
+            some = (
+                "the metrics"
+                if self.metric_exports_undelivered == self.metric_exports
+                else f"{self.metric_exports_undelivered} of {_count(self.metric_exports, 'metric export')}"
+            )
+            lost.append((some, self.metrics_cause))
+        one = len(lost) == 1 and (
+            lost[0][0] == "the metrics" or (self.spans_undelivered or self.metric_exports_undelivered) == 1
+        )
+        where = f"{'was' if one else 'were'} not delivered to {self.shown}"
+        if len({cause for _, cause in lost}) == 1:
+            what = f"{' and '.join(part for part, _ in lost)} {where} ({lost[0][1]})"
+        else:
+            what = f"{' and '.join(f'{part} ({cause})' for part, cause in lost)} {where}"
+        return (
+            f"{what}: --otlp-endpoint takes the OTLP/HTTP base URL of a running Collector or Jaeger, "
+            "like http://localhost:4318"
+        )
+
+    def line(self) -> str:
+        """What was delivered, for the demo's output."""
+        line = f"Sent to {self.shown}: {_count(self.spans, 'span')}"
+        if self.metric_exports:
+            line += " and the metrics"
+        if self.metrics_not_taken:
+            line += " (it takes no metrics: /v1/metrics answered 404, as Jaeger does)"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.shown,
+            "delivered": not self.failed,
+            "spans": self.spans,
+            "spans_undelivered": self.spans_undelivered,
+            "spans_cause": self.spans_cause,
+            "metric_exports": self.metric_exports,
+            "metric_exports_undelivered": self.metric_exports_undelivered,
+            "metrics_cause": self.metrics_cause,
+            "metrics_not_taken": self.metrics_not_taken,
+        }
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+class ExportRelay(LoopbackService):
+    """The one OTLP/HTTP base URL the agent and the traced gateway export to: each export, spans
+    (``/v1/traces``) or metrics (``/v1/metrics``), is relayed to the demo's receivers and, with a
+    ``delivery``, sent on to ``--otlp-endpoint`` before the exporter gets its answer."""
+
+    thread_name = "demo-exports"
+
+    def __init__(self, traces_url: str, metrics_url: str, delivery: Delivery | None = None) -> None:
+        routes = {TRACES_PATH: traces_url, METRICS_PATH: metrics_url}
 
         class Handler(LoopbackHandler):
             def do_POST(self) -> None:
@@ -246,9 +472,15 @@ class GatewayExports(LoopbackService):
                     return
                 if (self.headers.get("content-encoding") or "").lower() == "gzip":
                     body = gzip.decompress(body)
-                answer(self, 200 if relay(target, body) else 503, b"")
+                taken = relay(target, body)
+                if taken and delivery is not None:
+                    delivery.send(self.path, body)
+                answer(self, 200 if taken else 503, b"")
 
         self._server = LoopbackServer(Handler)
+
+
+GatewayExports = ExportRelay  # its former name (benchmarks/bench_gateway.py relays the gateway's exports)
 
 
 @dataclass
@@ -262,16 +494,21 @@ class _Gateway:
 
 
 def _start_gateway(
-    stack: contextlib.ExitStack, options: DemoOptions, progress: Progress, exports: Callable[[], str]
+    stack: contextlib.ExitStack, options: DemoOptions, progress: Progress, exports_url: str
 ) -> _Gateway:
-    """The gateway the agent will call; ``exports()`` gives the OTLP/HTTP base URL a traced OSS
-    gateway exports to."""
+    """The gateway the agent will call (one it does not start must answer now); a traced OSS
+    gateway exports to ``exports_url`` (an OTLP/HTTP base URL)."""
     if options.live:
+        _check_reachable(HOSTED_GATEWAY, "the hosted Portkey gateway", "check the network or your proxy")
         return _Gateway(HOSTED_GATEWAY, "hosted Portkey gateway")
     if options.gateway_url:
-        return _Gateway(
-            options.gateway_url.rstrip("/").removesuffix("/v1"), f"gateway at {options.gateway_url}"
+        url = options.gateway_url.rstrip("/").removesuffix("/v1")
+        _check_reachable(
+            url,
+            "the gateway",
+            "start one with `otel-portkey gateway`, or drop --gateway-url and the demo starts its own",
         )
+        return _Gateway(url, f"gateway at {options.gateway_url}")
     if options.port is not None and not _port_is_free(options.port):
         raise DemoError(
             f"port {options.port} is busy: choose another with --port, or stop what listens there"
@@ -283,11 +520,29 @@ def _start_gateway(
     progress(f"Starting the OSS Portkey gateway {GATEWAY_VERSION}, traced (installed with npm on first use)")
     try:
         gateway = stack.enter_context(
-            OssGateway(port=options.port, otlp_endpoint=exports(), service_name=GATEWAY_SERVICE)
+            OssGateway(port=options.port, otlp_endpoint=exports_url, service_name=GATEWAY_SERVICE)
         )
     except GatewayUnavailable as error:
         raise DemoError(f"the OSS Portkey gateway did not start: {error}") from error
     return _Gateway(gateway.url, f"OSS Portkey gateway {GATEWAY_VERSION}", gateway)
+
+
+def _check_reachable(url: str, what: str, fix: str) -> None:
+    """One sentence now, before the agent runs, when nothing answers at ``url``'s host and port."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise DemoError(f"{shown!r} is not a gateway's base URL, like http://localhost:8787")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=DELIVERY_TIMEOUT):
+            pass
+    except OSError as error:
+        cause = network_cause(error, DELIVERY_TIMEOUT)
+        raise DemoError(f"{what} at {shown} is not reachable ({cause}): {fix}") from error
 
 
 def _check_live() -> None:
@@ -307,15 +562,15 @@ def run_demo(
         _check_live()
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        # The receivers first: the traced gateway exports to them, and stops (flushing) before them.
-        receiver = stack.enter_context(OtlpReceiver(forward_to=options.otlp_endpoint))
-        metrics_receiver = stack.enter_context(OtlpMetricsReceiver(forward_to=options.otlp_endpoint))
-
-        def exports() -> str:
-            relay_to = GatewayExports(f"{receiver.endpoint}/v1/traces", metrics_receiver.endpoint)
-            return stack.enter_context(relay_to).url
-
-        gateway = _start_gateway(stack, options, say, exports)
+        # The receivers first, then the relay in front of them: the agent and the traced gateway
+        # export to the relay, and the gateway stops (flushing) before it, the relay before them.
+        receiver = stack.enter_context(OtlpReceiver())
+        metrics_receiver = stack.enter_context(OtlpMetricsReceiver())
+        delivery = Delivery(options.otlp_endpoint) if options.otlp_endpoint else None
+        exports = stack.enter_context(
+            ExportRelay(f"{receiver.endpoint}{TRACES_PATH}", metrics_receiver.endpoint, delivery)
+        )
+        gateway = _start_gateway(stack, options, say, exports.url)
         gateway_url = gateway.url
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         for name in (
@@ -339,23 +594,25 @@ def run_demo(
             OTEL_METRICS_EXPORTER="otlp",  # exported when the agent exits (the SDK's last collection)
             OTEL_LOGS_EXPORTER="none",
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=metrics_receiver.endpoint,
+            OTEL_EXPORTER_OTLP_ENDPOINT=exports.url,
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=f"{exports.url}{METRICS_PATH}",
             OTEL_BSP_SCHEDULE_DELAY="100",
             PORTKEY_GATEWAY_URL=f"{gateway_url}/v1",
         )
         env[CAPTURED_ECHO_ENV] = h.TRACE_ID
         say("Running the seed agent under opentelemetry-instrument")
         instrument = Path(sys.executable).with_name("opentelemetry-instrument")
-        command = [str(instrument), sys.executable, str(agent_script())]
+        command = [str(instrument), sys.executable, "-c", AGENT_RUNNER, str(agent_script())]
         if options.question:
             command.append(options.question)
-        process = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        try:
+            process = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as error:
+            raise DemoError(f"the agent did not finish within {timeout:g} s") from error
         if process.returncode != 0:
-            last = (process.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DemoError(f"the agent failed: {last}")
+            raise DemoError(f"the agent failed: {agent_failure(process.stderr)}")
         if gateway.process is not None:
             # Stopped now, not on the way out: it sends every span it still holds as it stops, so
             # the receiver has all of the gateway's spans once it has gone, without a wait.
@@ -367,8 +624,10 @@ def run_demo(
         points = metrics_receiver.wait_for(
             lambda p: summarize(p) is not None, timeout=5 if metrics_on.metrics else 0
         )
+        if delivery is not None:
+            delivery.wait()
     answer = (process.stdout.strip().splitlines() or [""])[-1]
-    return _result(
+    result = _result(
         answer,
         spans,
         received,
@@ -378,6 +637,9 @@ def run_demo(
         metrics_off=not metrics_on.metrics,
         gateway_traced=gateway.process is not None,
     )
+    result.delivery = delivery
+    result.jaeger = jaeger_pointer(result.trace_id, delivery is not None and not delivery.failed)
+    return result
 
 
 def _result(
@@ -451,11 +713,6 @@ def _from_gateway(span: ReceivedSpan) -> bool:
     return span.resource.get("service.name") == GATEWAY_SERVICE
 
 
-def _status(span: ReceivedSpan) -> int | None:
-    status = span.attributes.get("http.response.status_code")
-    return status if isinstance(status, int) else None
-
-
 def _gateway_node(http_span_id: str, spans: list[ReceivedSpan]) -> GatewayNode | None:
     """The gateway's SERVER span under the agent's HTTP span ``http_span_id``, with the CLIENT spans
     under it (its upstream attempts, in the order they started), as the gateway exported them."""
@@ -488,14 +745,13 @@ def _gateway_node(http_span_id: str, spans: list[ReceivedSpan]) -> GatewayNode |
         parent_span_id=server.parent_span_id,
         portkey_span_id=text(server.attributes.get(h.ATTR_SPAN_ID)),
         portkey_trace_id=text(server.attributes.get(h.ATTR_TRACE_ID)),
-        status_code=_status(server),
+        status_code=http_status(server),
         duration_ms=round(server.duration_ms, 2),
         attempts=[
             GatewayAttempt(
                 span_id=attempt.span_id,
-                upstream=f"{attempt.attributes.get('server.address', '?')}:"
-                f"{attempt.attributes.get('server.port', '?')}",
-                status_code=_status(attempt),
+                upstream=upstream(attempt),
+                status_code=http_status(attempt),
                 duration_ms=round(attempt.duration_ms, 2),
             )
             for attempt in attempts
@@ -530,98 +786,79 @@ _SHOWN = (h.TRACE_ID, h.PARENT_SPAN_ID, h.SPAN_ID, h.SPAN_NAME, h.METADATA)
 def render(result: DemoResult) -> None:
     """Print the answer and the span tree; under each gateway call, both worlds' ids side by side."""
     from rich.console import Console
-    from rich.tree import Tree
 
     console = Console(highlight=False)
     console.print(f"[bold]Answer:[/bold] {result.answer}")
-    children: dict[str, list[ReceivedSpan]] = {}
-    for span in sorted(result.spans, key=lambda s: s.start_ns):
-        children.setdefault(span.parent_span_id, []).append(span)
-    calls = {call.http_span_id: (n, call) for n, call in enumerate(result.calls, 1)}
-
-    def add(node: Tree, span: ReceivedSpan, position: int) -> None:
-        branch = node.add(_span_line(span, position, calls))
-        n, call = calls.get(span.span_id, (0, None))
-        if call is not None:
-            received = "received" if call.request_recorded else "sent (as its span says; not recorded)"
-            branch.add(
-                f"[cyan]gateway call {n} {received}[/cyan]  trace {call.sent.get(h.TRACE_ID)}  "
-                f"parent {call.sent.get(h.PARENT_SPAN_ID)}  span {call.sent.get(h.SPAN_ID)}  "
-                f"name {call.sent.get(h.SPAN_NAME)!r}"
-            )
-        # Under a call's HTTP span: the gateway's own node, between what it received and answered.
-        for child_position, child in enumerate(children.get(span.span_id, []), 1):
-            add(branch, child, child_position)
-        if call is not None:
-            if result.gateway_traced and call.gateway_node is None:
-                branch.add("[yellow]the gateway exported no span for this call[/yellow]")
-            branch.add(f"[cyan]gateway call {n} answered[/cyan]  {_answer_line(call)}  {_mark(call)}")
-
-    traced = f", traced as service {GATEWAY_SERVICE!r}" if result.gateway_traced else ""
-    tree = Tree(f"[bold]OTel trace {result.trace_id}[/bold]  [dim]via the {result.gateway}{traced}[/dim]")
-    for position, root in enumerate(children.get("", []), 1):
-        add(tree, root, position)
-    console.print(tree)
+    print_tree(_tree(result), console)
     for value in sorted({call.sent[h.METADATA] for call in result.calls if h.METADATA in call.sent}):
         console.print(f"x-portkey-metadata sent: {value}")
     console.print(_summary(result))
-    if result.jaeger_link:
-        console.print(f"Jaeger: {result.jaeger_link}")
+    if result.delivery is not None and not result.delivery.failed:
+        console.print(result.delivery.line())
+    if result.jaeger is not None:
+        console.print(result.jaeger.line(), soft_wrap=True)
     console.print(_metrics_line(result))
 
 
-def _span_line(span: ReceivedSpan, position: int, calls: dict[str, tuple[int, LlmCall]]) -> str:
-    """A span of the agent's: its name, duration and id. One the gateway exported: its service, its
-    role (its node of a call, or an upstream attempt: the ``position``-th under that node), the HTTP
-    status it recorded and, on its node, the ``portkey.span_id`` it received, checked against what
-    the hop saw it receive."""
-    timing = f"[dim]{span.duration_ms:.1f} ms  span {span.span_id}[/dim]"
-    if not _from_gateway(span):
-        return f"{span.name}  {timing}"
-    status = _status(span)
-    http_status = f"http {status}" if status is not None else "no answer"
-    if status is None or status >= 400:
-        http_status = f"[red]{http_status}[/red]"
-    service = f"[magenta]{GATEWAY_SERVICE}[/magenta]"
-    if span.kind == SPAN_KIND_CLIENT:
-        upstream = f"{span.attributes.get('server.address', '?')}:{span.attributes.get('server.port', '?')}"
-        return f"{service} attempt {position} {span.name} {upstream}  {http_status}  {timing}"
-    if span.kind != SPAN_KIND_SERVER:
-        return f"{service} {span.name}  {timing}"
-    line = f"{service} server {span.name}  {http_status}"
-    portkey_span_id = span.attributes.get(h.ATTR_SPAN_ID)
-    call = calls.get(span.parent_span_id)
-    if portkey_span_id is not None:
-        line += f"  portkey.span_id {portkey_span_id}"
-        if call is not None and call[1].request_recorded:
-            same = portkey_span_id == call[1].sent.get(h.SPAN_ID)
-            line += "  [green](as received)[/green]" if same else "  [red](not the id received)[/red]"
-    return f"{line}  {timing}"
+def _tree(result: DemoResult) -> Node:
+    """The spans as the demo saw them: under each call's HTTP span, what the gateway received, the
+    gateway's own node (when it is traced), and what it answered."""
+    calls = {call.http_span_id: (n, call) for n, call in enumerate(result.calls, 1)}
+    traced = f", traced as service {GATEWAY_SERVICE!r}" if result.gateway_traced else ""
+    root = Node(
+        [(f"OTel trace {result.trace_id}", "bold"), ("  ", ""), (f"via the {result.gateway}{traced}", "dim")]
+    )
+
+    def label(span: ReceivedSpan, position: int) -> Label:
+        """A gateway's node shows the ``portkey.span_id`` it carries, checked against the one the
+        hop saw it receive."""
+        _, call = calls.get(span.parent_span_id, (0, None))
+        received = call.sent.get(h.SPAN_ID, "") if call is not None and call.request_recorded else None
+        return span_label(span, position, _from_gateway(span), received)
+
+    def before(span: ReceivedSpan, node: Node) -> None:
+        n, call = calls.get(span.span_id, (0, None))
+        if call is not None:
+            received = "received" if call.request_recorded else "sent (as its span says; not recorded)"
+            node.add(
+                (f"gateway call {n} {received}", "cyan"),
+                f"  trace {call.sent.get(h.TRACE_ID)}  parent {call.sent.get(h.PARENT_SPAN_ID)}  "
+                f"span {call.sent.get(h.SPAN_ID)}  name {call.sent.get(h.SPAN_NAME)!r}",
+            )
+
+    def after(span: ReceivedSpan, node: Node) -> None:
+        # Under a call's HTTP span: the gateway's own node, between what it received and answered.
+        n, call = calls.get(span.span_id, (0, None))
+        if call is not None:
+            if result.gateway_traced and call.gateway_node is None:
+                node.add(("the gateway exported no span for this call", "yellow"))
+            node.add((f"gateway call {n} answered", "cyan"), "  ", *_answer_line(call), "  ", *_mark(call))
+
+    add_spans(root, result.spans, label, before, after)
+    return root
 
 
-def _answer_line(call: LlmCall) -> str:
+def _answer_line(call: LlmCall) -> Label:
     """What the gateway answered, from its recorded response headers; never from span attributes."""
     answer = call.gateway_answer
     if answer is None:
-        return "[yellow]not recorded (no recording hop in front of this gateway)[/yellow]"
+        return [("not recorded (no recording hop in front of this gateway)", "yellow")]
     echoed = call.echoed or "(none)"
     if not call.request_recorded:  # only the echo was captured, by the HTTP instrumentation
-        return f"trace {echoed}"
-    return (
-        f"trace {echoed}  cache {answer.get(h.CACHE_STATUS)}  retries {answer.get(h.RETRY_ATTEMPT_COUNT)}  "
-        f"provider {answer.get(h.PROVIDER)}"
-    )
+        return [(f"trace {echoed}", "")]
+    cache, retries = answer.get(h.CACHE_STATUS), answer.get(h.RETRY_ATTEMPT_COUNT)
+    return [(f"trace {echoed}  cache {cache}  retries {retries}  provider {answer.get(h.PROVIDER)}", "")]
 
 
-def _mark(call: LlmCall) -> str:
+def _mark(call: LlmCall) -> Label:
     verdict = call.correlated
     if verdict is None:
-        return "[yellow]not verified[/yellow]"
+        return [("not verified", "yellow")]
     if not verdict:
-        return "[red]ids differ[/red]"
+        return [("ids differ", "red")]
     if not call.request_recorded:
-        return "[green]trace id echoed[/green] [yellow](parent and name not verified)[/yellow]"
-    return "[green]ids equal[/green]"
+        return [("trace id echoed", "green"), (" ", ""), ("(parent and name not verified)", "yellow")]
+    return [("ids equal", "green")]
 
 
 def _summary(result: DemoResult) -> str:
