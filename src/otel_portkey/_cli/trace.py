@@ -480,7 +480,11 @@ def trace_tree(spans: list[ReceivedSpan], jaeger: str) -> Node:
         [
             (f"OTel trace {trace_id}", "bold"),
             ("  ", ""),
-            (f"from Jaeger at {jaeger}: {len(spans)} spans, services {', '.join(services)}", "dim"),
+            (
+                f"from Jaeger at {jaeger}: {len(spans)} span{'s' * (len(spans) != 1)}, "
+                f"service{'s' * (len(services) != 1)} {', '.join(services)}",
+                "dim",
+            ),
         ]
     )
 
