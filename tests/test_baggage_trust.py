@@ -46,3 +46,28 @@ def test_whatever_arrives_trusted_follows_portkeys_rules(entries):
     for value in found.values():
         assert len(value) <= MAX_VALUE_CHARS
         assert all(c >= " " for c in value)
+
+
+def test_trust_is_on_with_keys_alone_or_prefixes_alone():
+    assert BaggageTrust.parse("tenant.id")
+    assert BaggageTrust.parse("portkey.metadata.*")
+    assert not BaggageTrust.parse("")
+
+
+def test_a_prefix_trusts_only_keys_that_start_with_all_of_it():
+    trust = BaggageTrust.parse("portkey.metadata.*")
+    assert trust.prefixes == ("portkey.metadata.",)
+    assert trust.trusts("portkey.metadata.session")
+    assert not trust.trusts("portkey.metadataX")
+    assert not trust.trusts("portkey.metadata")
+    assert trust.metadata({"portkey.metadataX": "forged", "portkey.metadata.plan": "pro"}) == {"plan": "pro"}
+
+
+def test_enduser_id_comes_first_unless_an_explicit_user_entry_is_there():
+    trust = BaggageTrust.parse("*")
+    with_explicit = trust.metadata(
+        {"portkey.metadata.plan": "pro", "portkey.metadata._user": "carol", "enduser.id": "alice"}
+    )
+    assert list(with_explicit.items()) == [("plan", "pro"), ("_user", "carol")]
+    from_enduser = trust.metadata({"portkey.metadata.plan": "pro", "enduser.id": "alice"})
+    assert list(from_enduser.items()) == [("_user", "alice"), ("plan", "pro")]

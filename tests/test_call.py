@@ -377,6 +377,7 @@ def test_a_request_with_no_portkey_header_gets_the_four_ids_named_after_its_call
     assert plan.notes == ()
     unnamed = h.plan_request(facts._replace(caller_name=None), h.CallPolicy())
     assert unnamed.add[h.SPAN_NAME] == "POST /v1/chat/completions"
+    assert unnamed.add[h.METADATA] == '{"_user":"u1","service":"svc"}', "no Jaeger link without a Jaeger URL"
 
 
 # ---- portkey.trace.url: the trace id is one value of the link, whatever a caller put in it ---------
@@ -426,3 +427,263 @@ def test_any_callers_trace_id_is_one_query_value_of_the_link(trace_id):
     assert query["view"] == ["tree"]
     assert len(query) == 2
     assert query["trace_id"] == [sent.encode("utf-8", "replace").decode("utf-8", "replace")]
+
+
+# ---- the header budget: what the bridge adds keeps a request under the gateway's 16 KB ----------
+#
+# Written out from what the budget stands for, not from the code: the OSS gateway's Node server
+# answers 431 past 16 KB of request headers; 1 KB is kept for the request line and the traceparent
+# the propagator adds after the hook; the four id headers take 32 + 16 + 16 hex characters and the
+# span name, and their names (with ": " and CRLF, 94 bytes) are counted as 100; x-portkey-metadata
+# itself takes its name, ": " and CRLF besides its value; budgets go down in steps of 256 bytes.
+
+GATEWAY_LIMIT = 16 * 1024
+RESERVED = 1024
+ID_VALUES = 32 + 16 + 16
+ID_NAMES = 100
+METADATA_FRAME = len("x-portkey-metadata: \r\n")
+
+
+def largest_request_with_the_full_budget(span_name):
+    """The most bytes a request's own headers may take for the bridge to add 4096 of metadata."""
+    return GATEWAY_LIMIT - RESERVED - ID_VALUES - len(span_name) - ID_NAMES - METADATA_FRAME - 4096
+
+
+def wire_bytes(headers):
+    """What headers take in an HTTP/1.1 request: name, ": ", value, CRLF."""
+    return sum(len(name) + 2 + len(value) + 2 for name, value in headers.items())
+
+
+def written(*pairs):
+    """An x-portkey-metadata value written out by hand (ASCII, no escapes): {"key":"value",...}."""
+    return "{" + ",".join(f'"{key}":"{value}"' for key, value in pairs) + "}"
+
+
+# 30 entries that take exactly 4096 bytes as x-portkey-metadata (see test_metadata.py)
+FULL_ENTRIES = tuple((f"k{i:02d}", "v" * 128) for i in range(29))
+FITS_4096 = (*FULL_ENTRIES, ("k29", "v" * 113))
+
+
+def chat_request(**changes):
+    """A request from a ``chat`` operation, with no Portkey header of its own."""
+    facts = h.RequestFacts(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        gateway_span_id="cb01d5e57be3d309",
+        present={},
+        header_bytes=200,
+        method="POST",
+        url="http://gw.test/v1/chat/completions",
+        caller_name="chat",
+        context_metadata=(),
+        resource_metadata=(),
+    )
+    return facts._replace(**changes)
+
+
+def test_the_metadata_budget_is_what_the_gateways_16_kb_leave_in_steps_of_256():
+    assert wire_bytes(dict.fromkeys(OURS, "")) == 94 <= ID_NAMES, "the id headers' names, as counted"
+    assert largest_request_with_the_full_budget("chat") == 11074
+    assert h.metadata_budget(0, "chat") == 4096
+    assert h.metadata_budget(11074, "chat") == 4096
+    assert h.metadata_budget(11075, "chat") == 3840, "one byte more: the next step down"
+    assert h.metadata_budget(11074, "chat!") == 3840, "a span name's bytes count the same"
+    assert h.metadata_budget(11074 + 256, "chat") == 3840
+    assert h.metadata_budget(11074 + 257, "chat") == 3584
+    # what is left for the metadata: 16384 - 1024 - 68 - 100 - 22 - used = 15170 - used
+    assert h.metadata_budget(15170 - 256, "chat") == 256
+    assert h.metadata_budget(15170 - 255, "chat") == 0
+    assert h.metadata_budget(15170, "chat") == 0
+    assert h.metadata_budget(20_000, "chat") == 0
+
+
+def test_a_request_keeps_under_the_gateways_16_kb_with_the_largest_metadata_that_fits():
+    largest = largest_request_with_the_full_budget("chat")
+    plan = h.plan_request(chat_request(header_bytes=largest, context_metadata=FITS_4096), h.CallPolicy())
+    assert plan.add[h.METADATA] == written(*FITS_4096)
+    assert len(plan.add[h.METADATA]) == 4096
+    assert plan.notes == ()
+    assert largest + wire_bytes(plan.add) + RESERVED <= GATEWAY_LIMIT
+    one_more = h.plan_request(
+        chat_request(header_bytes=largest + 1, context_metadata=FITS_4096), h.CallPolicy()
+    )
+    assert one_more.add[h.METADATA] == written(*FULL_ENTRIES[:28])  # 3837 bytes within 3840
+    assert largest + 1 + wire_bytes(one_more.add) + RESERVED <= GATEWAY_LIMIT
+    assert one_more.notes == (
+        h.Note(
+            "metadata over budget",
+            "otel-portkey: Portkey metadata passed this request's header budget (3840 bytes); "
+            "its 2 least specific entries were not sent",
+        ),
+    )
+    assert one_more.notes[0].warning is True
+
+
+def test_a_callers_metadata_header_is_replaced_so_its_bytes_go_back_to_the_budget():
+    caller = '{"team":"ml"}'
+    own = len("x-portkey-metadata: ") + len(caller) + len("\r\n")  # in header_bytes, and replaced
+    context = (*FULL_ENTRIES, ("k29", "v" * 101))  # with the caller's entry: exactly 4096 bytes
+    largest = largest_request_with_the_full_budget("chat") + own
+    plan = h.plan_request(
+        chat_request(header_bytes=largest, present={h.METADATA: caller}, context_metadata=context),
+        h.CallPolicy(),
+    )
+    assert plan.replace[h.METADATA] == written(("team", "ml"), *context)
+    assert len(plan.replace[h.METADATA]) == 4096
+    assert plan.notes == ()
+    one_more = h.plan_request(
+        chat_request(header_bytes=largest + 1, present={h.METADATA: caller}, context_metadata=context),
+        h.CallPolicy(),
+    )
+    assert one_more.replace[h.METADATA] == written(("team", "ml"), *FULL_ENTRIES[:27])  # 3712 of 3840
+    assert [note.key for note in one_more.notes] == ["metadata over budget"]
+    assert "its 3 least specific entries were not sent" in one_more.notes[0].message
+
+
+def test_a_request_with_no_room_left_gets_its_ids_and_no_metadata():
+    plan = h.plan_request(
+        chat_request(header_bytes=15_000, context_metadata=(("_user", "u1"),)), h.CallPolicy()
+    )
+    assert set(plan.add) == {h.TRACE_ID, h.PARENT_SPAN_ID, h.SPAN_ID, h.SPAN_NAME}
+    assert plan.notes == (
+        h.Note(
+            "metadata over budget",
+            "otel-portkey: Portkey metadata passed this request's header budget (0 bytes); "
+            "its 1 least specific entries were not sent",
+        ),
+    )
+
+
+# ---- the notes a plan gives: each with its text and how loudly --------------------------------
+
+JAEGER_LINK_TOO_LONG = h.Note(
+    "jaeger link too long",
+    "otel-portkey: the Jaeger link is longer than 128 characters; not sent",
+    warning=False,
+)
+MADE_SAFE = h.Note(
+    "made safe",
+    "otel-portkey: metadata broke Portkey's rules and was made safe (stringified or truncated)",
+    warning=False,
+)
+INVALID_CALLER_METADATA = h.Note(
+    "invalid caller metadata",
+    "otel-portkey: a request's x-portkey-metadata is not a JSON object; it is sent as is, "
+    "without context metadata",
+    warning=True,
+)
+
+
+def test_a_jaeger_link_of_128_characters_is_sent_and_one_of_129_is_not():
+    trace_link_tail = "/trace/4bf92f3577b34da6a3ce929d0e0e4736"  # 39 characters
+    ui_128 = "http://jaeger.test/" + "p" * (128 - 39 - 19)
+    assert len(ui_128 + trace_link_tail) == 128
+    plan = h.plan_request(chat_request(), h.CallPolicy(jaeger_ui_url=ui_128))
+    assert plan.add[h.METADATA] == written(("jaeger_trace", ui_128 + trace_link_tail))
+    assert plan.notes == ()
+    too_long = h.plan_request(chat_request(), h.CallPolicy(jaeger_ui_url=ui_128 + "p"))
+    assert h.METADATA not in too_long.add
+    assert too_long.notes == (JAEGER_LINK_TOO_LONG,)
+
+
+def test_metadata_made_safe_is_noted_at_debug_level():
+    plan = h.plan_request(chat_request(context_metadata=(("long", "x" * 200),)), h.CallPolicy())
+    assert plan.add[h.METADATA] == written(("long", "x" * 127 + "\\u2026"))
+    assert plan.notes == (MADE_SAFE,)
+
+
+def test_a_caller_header_that_is_no_json_object_is_sent_as_is_with_a_warning():
+    plan = h.plan_request(
+        chat_request(present={h.METADATA: "team=ml"}, context_metadata=(("_user", "u1"),)), h.CallPolicy()
+    )
+    assert h.METADATA not in plan.add
+    assert h.METADATA not in plan.replace
+    assert plan.notes == (INVALID_CALLER_METADATA,)
+    assert not any(key.startswith(h.ATTR_METADATA_PREFIX) for key in plan.attributes)
+
+
+def test_every_note_of_one_request_comes_in_order():
+    plan = h.plan_request(
+        chat_request(header_bytes=15_000, context_metadata=(("n", "a\nb"),)),
+        h.CallPolicy(jaeger_ui_url="http://jaeger.test/" + "p" * 100),
+    )
+    assert [note.key for note in plan.notes] == ["jaeger link too long", "metadata over budget", "made safe"]
+    assert plan.notes[0] == JAEGER_LINK_TOO_LONG
+    assert plan.notes[2] == MADE_SAFE
+
+
+def test_the_callers_metadata_is_merged_and_its_keys_win():
+    plan = h.plan_request(
+        chat_request(
+            present={h.METADATA: '{"_user": "caller"}'},
+            context_metadata=(("_user", "context"), ("session", "s1")),
+            resource_metadata=(("service", "svc"),),
+        ),
+        h.CallPolicy(static_metadata=(("team", "ml"), ("session", "static"))),
+    )
+    assert plan.replace == {
+        h.METADATA: written(("_user", "caller"), ("session", "s1"), ("team", "ml"), ("service", "svc"))
+    }
+    assert h.METADATA not in plan.add
+    assert plan.attributes[h.ATTR_METADATA_PREFIX + "_user"] == "caller"
+
+
+# ---- span names and header values: printable ASCII, bounded ---------------------------------------
+
+
+def test_span_names_keep_printable_ascii_and_everything_else_becomes_a_question_mark():
+    assert h.safe_header_value("chat gpt-4o ~!") == "chat gpt-4o ~!"  # 0x20 and 0x7e are printable ASCII
+    # C0 controls, DEL (0x7f), the C1 controls (0x80-0x9f), NBSP (0xa0) and anything past ASCII
+    assert h.safe_header_value("a\x1fb\x7fc\x80d\x9fe\xa0fé") == "a?b?c?d?e?f?"
+    assert h.safe_header_value("x" * 256) == "x" * 256
+    assert h.safe_header_value("x" * 257) == "x" * 256
+    assert h.safe_header_value("") == "?"
+    assert h.safe_header_value("   ") == "?"
+    assert h.fallback_span_name("post", "") == "POST /"
+    assert h.fallback_span_name("get", "/v1/models") == "GET /v1/models"
+    plan = h.plan_request(chat_request(caller_name=None, url="http://gw.test"), h.CallPolicy())
+    assert plan.add[h.SPAN_NAME] == "POST /"
+
+
+def test_a_gateway_url_is_normalised_for_matching():
+    assert h.gateway_prefix("  HTTP://GW.test/PX/ ") == "http://gw.test/px"
+    assert h.gateway_prefix("http://gw.test//") == "http://gw.test"
+
+
+def test_an_answers_text_is_kept_only_when_every_character_is_printable():
+    assert h.attribute_text(" \topenai\t ") == "openai", "HTTP's optional whitespace is stripped"
+    assert h.attribute_text("Xopenai") == "Xopenai"
+    assert h.attribute_text("open ai") == "open ai"
+    for unprintable in ("openai\n", "\x0bopenai", "op\x7fenai", "op\x80enai", "op\x9fenai", "op\xa0enai"):
+        assert h.attribute_text(unprintable) is None, repr(unprintable)
+    assert h.attribute_text("é" * 256) == "é" * 256
+    assert h.attribute_text("a" * 257) == "a" * 256
+    assert h.attribute_text("") is None
+    assert h.attribute_text(None) is None
+
+
+def test_a_retry_count_is_read_between_spaces_and_tabs_only():
+    for value, count in ((" 7\t", 7), ("\t-1 ", -1), ("1", 1)):
+        assert h.answer_attributes({h.RETRY_ATTEMPT_COUNT: value}.get)[h.ATTR_RETRY_ATTEMPT_COUNT] == count
+    for hostile in ("X7", "7X", "\n7"):
+        assert h.ATTR_RETRY_ATTEMPT_COUNT not in h.answer_attributes({h.RETRY_ATTEMPT_COUNT: hostile}.get)
+
+
+def test_only_a_text_event_stream_content_type_is_a_streamed_answer():
+    for streamed in ("text/event-stream", "Text/Event-Stream", " text/event-stream ; charset=utf-8"):
+        assert h.is_event_stream(streamed), streamed
+    assert h.is_event_stream("text/event-stream;a=1;b=2")
+    for other in (
+        None,
+        "",
+        "application/json",
+        "application/json; x=text/event-stream",
+        "text/event-stream2",
+    ):
+        assert not h.is_event_stream(other), other
+    assert not h.is_event_stream("text/event-stream x; charset=utf-8")
+
+
+def test_a_trace_id_that_is_no_valid_text_is_one_replaced_character_of_the_link():
+    link = planned_link("ab\ud800", "https://app.portkey.ai/logs?trace_id={trace_id}")
+    assert link == "https://app.portkey.ai/logs?trace_id=ab%3F"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from hypothesis import example, given
@@ -285,3 +286,158 @@ def test_the_issues_values_become_other_in_a_point():
             m.ATTR_PROVIDER: m.OTHER,
         }
     assert bound.distinct(m.ATTR_MODEL) == 0, "nothing hostile is kept in the bound's memory either"
+
+
+# ---- what a data point says: each attribute from what the answer said -----------------------------
+
+
+def test_a_calls_data_point_says_what_the_answer_said():
+    answer = {
+        ATTR_PROVIDER: "openai",
+        ATTR_CACHE_STATUS: "HIT",
+        ATTR_LAST_USED_OPTION_INDEX: "config.targets[1]",
+        ATTR_GATEWAY_EXCEPTION: True,
+        ATTR_TRACE_ID: "c" * 32,
+        ATTR_RETRY_ATTEMPT_COUNT: 2,
+        "portkey.metadata._user": "alice",
+    }
+    assert m.call_attributes(answer, 502, None, "gw.test", "chat", "gpt-4o") == {
+        "portkey.fallback": True,
+        "portkey.provider": "openai",
+        "portkey.cache.status": "HIT",
+        "http.response.status_code": 502,
+        "error.type": "portkey.gateway_exception",
+        "server.address": "gw.test",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+    }
+
+
+def test_the_routing_config_decides_whether_a_target_past_the_first_is_a_fallback():
+    answer = {ATTR_LAST_USED_OPTION_INDEX: "config.targets[1]"}
+    balanced = {"strategy": {"mode": "loadbalance"}, "targets": [{}, {}]}
+    assert m.call_attributes(answer, 200, None, None, config=balanced) == {
+        "portkey.fallback": False,
+        "http.response.status_code": 200,
+    }
+    assert m.call_attributes(answer, 200, None, None)[m.ATTR_FALLBACK] is True
+
+
+def test_a_gateways_own_failure_is_the_error_even_with_a_success_status():
+    flagged = {ATTR_GATEWAY_EXCEPTION: True}
+    assert m.call_attributes(flagged, 200, None, None)[m.ATTR_ERROR_TYPE] == "portkey.gateway_exception"
+    assert m.call_attributes(flagged, None, "ReadTimeout", None)[m.ATTR_ERROR_TYPE] == "ReadTimeout"
+
+
+def test_empty_or_non_text_values_are_left_out_of_a_data_point():
+    answer = {ATTR_PROVIDER: "", ATTR_CACHE_STATUS: 3, ATTR_LAST_USED_OPTION_INDEX: None}
+    assert m.call_attributes(answer, None, None, "", operation=7, model="") == {"portkey.fallback": False}
+    assert m.call_attributes({}, None, None, None, operation="", model=["gpt"]) == {"portkey.fallback": False}
+
+
+def test_an_error_status_starts_at_400():
+    assert m.error_type(399, False, None) is None
+    assert m.error_type(400, False, None) == "400"
+    assert m.error_type(401, False, None) == "401"
+    assert m.error_type(None, False, None) is None
+    assert m.error_type(None, False, "") is None
+
+
+def test_the_second_target_is_the_first_fallback():
+    assert m.is_fallback(1)
+    assert m.is_fallback("1")
+    assert m.is_fallback(" 01 ")
+    assert not m.is_fallback(0)
+    assert not m.is_fallback(-1)
+    fallback = {"strategy": {"mode": "fallback"}, "targets": [{}, {}]}
+    balanced = {"strategy": {"mode": "loadbalance"}, "targets": [{}, {}]}
+    assert m.is_fallback(1, fallback)
+    assert not m.is_fallback(1, balanced)
+    assert m.is_fallback(1, {"strategy": {"mode": " Fallback "}})
+
+
+def test_a_path_past_the_configs_targets_is_decided_by_its_index_alone():
+    balanced = {"strategy": {"mode": "loadbalance"}, "targets": [{}, {}]}
+    assert m.is_fallback("config.targets[2].targets[1]", balanced), "no such target: its strategy is unknown"
+    assert not m.is_fallback("config.targets[2].targets[0]", balanced)
+
+
+def test_retries_count_from_one():
+    assert m.retry_count({ATTR_RETRY_ATTEMPT_COUNT: 1}) == 1
+    assert m.retry_count({ATTR_RETRY_ATTEMPT_COUNT: 0}) == 0
+    assert m.retry_count({ATTR_RETRY_ATTEMPT_COUNT: -1}) == 0
+    assert m.retry_count({ATTR_RETRY_ATTEMPT_COUNT: True}) == 0
+    assert m.retry_count({}) == 0
+
+
+def test_a_routing_config_keeps_strategies_and_targets_at_any_depth_to_16():
+    config = '  {"strategy": {"mode": "Fallback"}, "api_key": "sk-x", "targets": [{"provider": "a"}, "b"]}'
+    assert m.routing_config(config) == {"strategy": {"mode": "fallback"}, "targets": [{}, None]}
+    deep = {"strategy": {"mode": "fallback"}}
+    for _ in range(17):  # levels 0 to 17
+        deep = {"targets": [deep]}
+    skeleton = m.routing_config(json.dumps(deep))
+    for _ in range(16):  # levels 0 to 16 are kept
+        assert skeleton is not None
+        skeleton = skeleton["targets"][0]
+    assert skeleton == {"targets": [None]}, "level 17 is not"
+    assert m.routing_config('{"targets": 3}') == {}
+
+
+# ---- the bound on a data point's values, at its limits ----------------------------------------------
+
+
+def test_the_bound_cuts_long_text_and_keeps_a_cut_value_already_kept():
+    bound = m.AttributeBound(max_chars=4, max_distinct=1)
+    assert bound.bound({ATTR_PROVIDER: "openai", m.ATTR_MODEL: "gpt-4o"}) == {
+        ATTR_PROVIDER: "open",
+        m.ATTR_MODEL: "gpt-",
+    }
+    assert bound.bound({ATTR_PROVIDER: "openai-eu", m.ATTR_MODEL: "gpt-4o-mini"}) == {
+        ATTR_PROVIDER: "open",
+        m.ATTR_MODEL: "gpt-",
+    }, "cut to a value already kept: that value, even with no room for another"
+    assert bound.bound({ATTR_PROVIDER: "azure", m.ATTR_MODEL: "o1-preview"}) == {
+        ATTR_PROVIDER: m.OTHER,
+        m.ATTR_MODEL: m.OTHER,
+    }
+    assert bound.distinct(ATTR_PROVIDER) == bound.distinct(m.ATTR_MODEL) == 1
+    exact = m.AttributeBound(max_chars=4)
+    assert exact.bound({m.ATTR_MODEL: "abcd"}) == {m.ATTR_MODEL: "abcd"}
+
+
+def test_what_is_neither_text_nor_a_number_becomes_other_and_the_rest_is_still_bounded():
+    bound = m.AttributeBound(max_chars=4)
+    assert bound.bound({ATTR_PROVIDER: True, m.ATTR_MODEL: "gpt-4o"}) == {
+        ATTR_PROVIDER: m.OTHER,
+        m.ATTR_MODEL: "gpt-",
+    }
+    assert bound.bound({ATTR_PROVIDER: 1.5, m.ATTR_MODEL: "gpt-4o"}) == {
+        ATTR_PROVIDER: m.OTHER,
+        m.ATTR_MODEL: "gpt-",
+    }
+    assert bound.distinct(ATTR_PROVIDER) == 0
+
+
+def test_true_is_no_status_code_even_after_status_1():
+    bound = m.AttributeBound()
+    assert bound.bound({m.ATTR_STATUS_CODE: 1}) == {m.ATTR_STATUS_CODE: 1}
+    assert bound.bound({m.ATTR_STATUS_CODE: True}) == {m.ATTR_STATUS_CODE: m.OTHER}
+
+
+def test_each_distinct_attribute_set_is_a_new_series_once():
+    bound = m.AttributeBound()
+    assert bound.bound_series({ATTR_PROVIDER: "a"}) == ({ATTR_PROVIDER: "a"}, True)
+    assert bound.bound_series({ATTR_PROVIDER: "b"}) == ({ATTR_PROVIDER: "b"}, True)
+    assert bound.bound_series({ATTR_PROVIDER: "a"}) == ({ATTR_PROVIDER: "a"}, False)
+    assert bound.series == 2
+
+
+def test_past_the_bound_each_shape_of_attribute_set_is_one_all_other_series():
+    bound = m.AttributeBound(max_sets=1)
+    assert bound.bound_series({ATTR_PROVIDER: "a"}) == ({ATTR_PROVIDER: "a"}, True)
+    assert bound.bound_series({ATTR_PROVIDER: "b"}) == ({ATTR_PROVIDER: m.OTHER}, True)
+    assert bound.bound_series({ATTR_PROVIDER: "c"}) == ({ATTR_PROVIDER: m.OTHER}, False)
+    assert bound.bound_series({m.ATTR_MODEL: "x"}) == ({m.ATTR_MODEL: m.OTHER}, True), "another shape"
+    assert bound.bound_series({m.ATTR_MODEL: "y"}) == ({m.ATTR_MODEL: m.OTHER}, False)
+    assert bound.series == 3

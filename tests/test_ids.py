@@ -24,3 +24,15 @@ def test_validators_reject_wrong_shapes():
     assert not is_trace_id("a" * 31)
     assert not is_span_id("0" * 16)
     assert not is_span_id("g" * 16)
+
+
+def test_ids_are_exactly_w3c_shaped():
+    assert format_trace_id(1) == "0" * 31 + "1"
+    assert format_span_id(2**64 - 1) == "f" * 16
+    assert is_trace_id("0" * 31 + "1")
+    assert is_span_id("0123456789abcdef")
+    assert not is_trace_id("1" * 33)
+    assert not is_span_id("1" * 15)
+    assert not is_span_id("1" * 17)
+    assert not is_trace_id("X" * 31 + "1"), "hex digits only"
+    assert not is_span_id("0" * 15 + "X")

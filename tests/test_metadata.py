@@ -156,3 +156,170 @@ def test_a_rule_breaking_caller_header_is_re_encoded_even_with_nothing_to_merge(
     merged = md.merge('{"n": 5, "long": "' + "z" * 200 + '"}', {})
     assert json.loads(merged.header) == {"n": "5", "long": "z" * 127 + "…"}
     assert md.merge('{"ok": "yes"}', {}).header is None
+
+
+# ---- Portkey's length rules: at the limit, one below, one above ------------------------------
+
+
+def test_a_value_of_exactly_128_characters_is_kept_whole_and_one_more_is_cut_visibly():
+    assert md.clean_value("v" * 127) == "v" * 127
+    assert md.clean_value("v" * 128) == "v" * 128
+    assert md.clean_value("v" * 129) == "v" * 127 + "…"
+    assert len(md.clean_value("v" * 129)) == 128
+
+
+def test_a_key_of_exactly_128_characters_is_kept_whole_and_one_more_is_cut_visibly():
+    assert md.clean_key("k" * 127) == "k" * 127
+    assert md.clean_key("k" * 128) == "k" * 128
+    assert md.clean_key("k" * 129) == "k" * 127 + "…"
+    assert md.sanitise({"k" * 129: "v"}) == {"k" * 127 + "…": "v"}
+
+
+def test_keys_are_text_trimmed_and_never_empty():
+    assert md.clean_key(" team ") == "team"
+    assert md.clean_key(42) == "42"
+    assert md.clean_key("") is None
+    assert md.clean_key(" \t ") is None
+    assert md.clean_key("\x00\n") is None
+    assert md.sanitise({7: "x", "": "empty", "  ": "blank", "ok": "y"}) == {"7": "x", "ok": "y"}
+
+
+def test_a_key_that_is_text_keeps_its_text_even_when_its_str_says_otherwise():
+    from enum import Enum
+
+    class Key(str, Enum):  # str(Key.TEAM) is "Key.TEAM"; the key is the text "team"
+        TEAM = "team"
+
+    assert md.clean_key(Key.TEAM) == "team"
+    assert md.sanitise({Key.TEAM: "ml"}) == {"team": "ml"}
+
+
+def test_every_kind_of_value_becomes_its_text():
+    from decimal import Decimal
+
+    assert md.clean_value(True) == "true"
+    assert md.clean_value(False) == "false"
+    assert md.clean_value(0) == "0"
+    assert md.clean_value(1.5) == "1.5"
+    assert md.clean_value("") == ""
+    # inside an object, what JSON cannot write is written as its text
+    assert md.clean_value({"price": Decimal("1.50")}) == '{"price":"1.50"}'
+    # what JSON cannot write at all (a list that holds itself) is the value's own text
+    loop: list[object] = []
+    loop.append(loop)
+    assert md.clean_value(loop) == "[[...]]"
+
+
+def test_sanitise_keeps_the_first_64_entries():
+    entries = {f"k{i}": i for i in range(65)}
+    assert list(md.sanitise(entries)) == [f"k{i}" for i in range(64)]
+    assert list(md.sanitise(entries, limit=None)) == [f"k{i}" for i in range(65)]
+    assert md.sanitise({f"k{i}": "v" for i in range(64)}) == {f"k{i}": "v" for i in range(64)}
+
+
+def test_a_key_that_cleans_to_one_already_kept_is_skipped_and_does_not_count():
+    assert md.sanitise({"a": 1, "a\n": 2, " a": 3, "b": 4}) == {"a": "1", "b": "4"}
+    entries = {"k0": "first", "k0\t": "again", **{f"k{i}": "v" for i in range(1, 64)}}
+    kept = md.sanitise(entries)
+    assert len(kept) == 64
+    assert kept["k0"] == "first"
+    assert kept["k63"] == "v"
+
+
+def test_key_value_lists_skip_blank_items_and_split_at_the_first_equals_sign():
+    assert md.parse_key_values("a=1,,b=2, ,c=3") == ({"a": "1", "b": "2", "c": "3"}, [])
+    assert md.parse_key_values("query=a=b") == ({"query": "a=b"}, [])
+
+
+# ---- the byte budget of x-portkey-metadata, byte for byte ------------------------------------
+
+
+def written(*pairs):
+    """An ``x-portkey-metadata`` value written out by hand (ASCII keys and values, no escapes):
+    ``{"key":"value",...}``, no spaces."""
+    return "{" + ",".join(f'"{key}":"{value}"' for key, value in pairs) + "}"
+
+
+def test_the_largest_metadata_that_fits_a_budget_is_sent_and_one_byte_more_is_not():
+    a, b = ("a", "x" * 100), ("b", "y" * 50)
+    both, only_a = written(a, b), written(a)
+    assert len(both) == 2 + (3 + 1 + 102) + 1 + (3 + 1 + 52) == 165  # braces, "a":"x…", comma, "b":"y…"
+    assert len(only_a) == 108
+    assert md.merge(None, dict([a, b]), budget=165) == md.MergedMetadata(both, dict([a, b]))
+    assert md.merge(None, dict([a, b]), budget=164) == md.MergedMetadata(only_a, dict([a]), dropped=1)
+    assert md.merge(None, dict([a, b]), budget=108) == md.MergedMetadata(only_a, dict([a]), dropped=1)
+    assert md.merge(None, dict([a, b]), budget=107) == md.MergedMetadata(None, {}, dropped=2)
+
+
+# 30 entries that take exactly 4096 bytes: 2 braces, 29 commas, 29 x "k00":"v…" (5 + 1 + 130 bytes)
+# and "k29":"v…" with 113 v's (5 + 1 + 115).
+FULL_ENTRIES = [(f"k{i:02d}", "v" * 128) for i in range(29)]
+FITS_4096 = [*FULL_ENTRIES, ("k29", "v" * 113)]
+
+
+def test_the_default_budget_is_4096_bytes_exactly():
+    assert len(written(*FITS_4096)) == 2 + 29 + 29 * 136 + 121 == 4096
+    assert md.merge(None, dict(FITS_4096)) == md.MergedMetadata(written(*FITS_4096), dict(FITS_4096))
+    one_more = [*FULL_ENTRIES, ("k29", "v" * 114)]
+    assert len(written(*one_more)) == 4097
+    assert md.merge(None, dict(one_more)) == md.MergedMetadata(
+        written(*FULL_ENTRIES), dict(FULL_ENTRIES), dropped=1
+    )
+
+
+def test_escaped_characters_count_as_the_bytes_they_take_on_the_wire():
+    quoted = md.merge(None, {"q": 'say "hi"'}, budget=18)
+    assert quoted.header == '{"q":"say \\"hi\\""}'  # each " is written as two bytes
+    assert len(quoted.header) == 18
+    assert md.merge(None, {"q": 'say "hi"'}, budget=17) == md.MergedMetadata(None, {}, dropped=1)
+    accented = md.merge(None, {"c": "café"}, budget=17)
+    assert accented.header == '{"c":"caf\\u00e9"}'  # é is written as six
+    assert len(accented.header) == 17
+    assert md.merge(None, {"c": "café"}, budget=16) == md.MergedMetadata(None, {}, dropped=1)
+    key = md.merge(None, {"é": "v"}, budget=14)
+    assert key.header == '{"\\u00e9":"v"}'
+    assert len(key.header) == 14
+    assert md.merge(None, {"é": "v"}, budget=13).header is None
+
+
+def test_the_callers_entries_take_their_bytes_first_and_the_context_gets_what_is_left():
+    caller = '{"team": "ml"}'  # as the caller wrote it; re-encoded, {"team":"ml"} takes 13 bytes
+    a = ("a", "x" * 100)
+    merged_header = '{"team":"ml","a":"' + "x" * 100 + '"}'
+    assert len(merged_header) == 13 + 1 + 106 == 120
+    assert md.merge(caller, dict([a]), budget=120) == md.MergedMetadata(
+        merged_header, {"team": "ml", **dict([a])}
+    )
+    assert md.merge(caller, dict([a]), budget=119) == md.MergedMetadata(None, {"team": "ml"}, dropped=1)
+
+
+def test_once_an_entry_does_not_fit_every_less_specific_one_is_left_out_too_and_counted():
+    context = {"a": "x", "big": "y" * 128, "s": "z", "t": "w"}
+    # {"a":"x"} takes 9 bytes and ,"s":"z" would take 8 more: "s" alone would fit in 17, but "big"
+    # did not, and what comes after it is less specific
+    assert md.merge(None, context, budget=17) == md.MergedMetadata('{"a":"x"}', {"a": "x"}, dropped=3)
+
+
+def test_a_context_key_the_caller_used_is_skipped_and_the_entries_after_it_still_merge():
+    merged = md.merge('{"a":"caller"}', {"a": "context", "b": "2", "c": "3"})
+    assert merged == md.MergedMetadata('{"a":"caller","b":"2","c":"3"}', {"a": "caller", "b": "2", "c": "3"})
+
+
+def test_the_callers_own_entries_are_never_cut_to_64():
+    caller = {f"c{i:03d}": "x" for i in range(100)}
+    merged = md.merge(json.dumps(caller), {"_user": "u1"})
+    assert merged.entries == {**caller, "_user": "u1"}
+    assert merged.header == written(*caller.items(), ("_user", "u1"))
+    kept = md.merge(json.dumps(caller), {})
+    assert kept == md.MergedMetadata(None, caller)
+
+
+def test_context_made_safe_is_reported_even_when_none_of_it_is_sent():
+    assert md.merge('{"n":"caller"}', {"n": 5}) == md.MergedMetadata(None, {"n": "caller"}, made_safe=True)
+    assert md.merge('{"n":"caller"}', {"n": "context"}) == md.MergedMetadata(None, {"n": "caller"})
+
+
+def test_a_caller_header_that_is_no_json_object_is_reported_and_nothing_merged():
+    invalid = md.MergedMetadata(None, {}, caller_header_invalid=True)
+    for garbage in ("not json", "[1, 2]", '"text"', "7", ""):
+        assert md.merge(garbage, {"session": "s1"}) == invalid, garbage
