@@ -251,6 +251,7 @@ def test_the_quick_start_works_as_written(tmp_path, go_binaries, prometheus_bina
                 command = command.removesuffix(LONG_RUNNING).strip()
                 program = program_of(command)
                 log = None if program == "otel-portkey" else tmp_path / f"{program}.log"
+                started = time.monotonic()
                 server = newcomer.start(command, log)
                 servers.append((program, server))
                 if program == "otel-portkey":
@@ -261,6 +262,7 @@ def test_the_quick_start_works_as_written(tmp_path, go_binaries, prometheus_bina
                     )
                 else:
                     wait_ready(READY[program], server, log)  # type: ignore[arg-type]
+                print(f"$ {command}  # {LONG_RUNNING}, ready in {time.monotonic() - started:.1f} s")
                 ran.append(command)
                 continue
             started = time.monotonic()
