@@ -15,9 +15,14 @@ node (its SERVER span) and its upstream attempts, read from the spans the gatewa
 (service ``portkey-gateway``), never from the bridge's attributes.
 """
 
+import gzip
 import io
 import json
+import os
 import re
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -682,3 +687,152 @@ def test_an_agent_failure_names_its_root_cause(capsys):
     assert "502" in line
     assert "(cause: " in line
     assert "During task" not in line
+
+
+# ---- what the demo prints of a URL, a failure, an export: no secret, no escape, no traceback -----
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("url", ["http://[::1", "localhost:16686", "http://jaeger:99999"])
+def test_a_jaeger_url_the_trace_command_refuses_is_said_to_be_unusable(url, monkeypatch):
+    monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", url)
+    pointer = demo.jaeger_pointer(TRACE, spans_sent_on=False)
+    assert pointer is not None
+    line = (
+        f"Jaeger: OTEL_PORTKEY_JAEGER_UI_URL is not usable: {url!r} is not Jaeger's base URL (like "
+        "http://localhost:16686), so the trace cannot be read from there"
+    )
+    assert pointer.line() == line
+    outcome = result([exchange({**ANSWERED, "x-portkey-trace-id": TRACE})])
+    outcome.jaeger = pointer
+    assert line in rendered(outcome, monkeypatch)
+    assert outcome.as_json()["jaeger_link"] is None
+
+
+@pytest.mark.unit
+def test_the_jaeger_line_shows_no_query_and_no_password(monkeypatch):
+    with Page(b"<title>Jaeger UI</title>") as jaeger:
+        monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", f"{jaeger.url}/?api_key=SECRET")
+        with_query = demo.jaeger_pointer(TRACE, spans_sent_on=False)
+        outcome = result([exchange({**ANSWERED, "x-portkey-trace-id": TRACE})])
+        credentials = jaeger.url.replace("http://", "http://me:pw@")
+        monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", credentials)
+        with_password = demo.jaeger_pointer(TRACE, spans_sent_on=False)
+    assert with_query is not None
+    assert with_password is not None
+    assert with_query.line() == (
+        f"Jaeger: {jaeger.url}/trace/{TRACE}  "
+        f"(in a terminal: otel-portkey trace {TRACE} --jaeger {jaeger.url})"
+    )
+    assert outcome.as_json()["jaeger_link"] == f"{jaeger.url}/trace/{TRACE}"
+    masked = jaeger.url.replace("http://", "http://***@")
+    assert with_password.line() == (
+        f"Jaeger: {masked}/trace/{TRACE}  (in a terminal: otel-portkey trace {TRACE})"
+    )
+
+
+@pytest.mark.unit
+def test_a_demo_failure_cannot_drive_the_terminal(capsys):
+    hostile = f"http://127.0.0.1:{free_port()}/\x1b]0;pwned\x07\x1b[2J"
+    assert _cli.main(["demo", "--json", "--gateway-url", hostile]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("otel-portkey demo: the gateway at http://127.0.0.1:")
+    assert err.count("\n") == 1
+    assert not any(c in err for c in "\x1b\x07"), repr(err)
+
+
+@pytest.mark.unit
+def test_the_agents_failure_shows_no_credentials():
+    stderr = (
+        "Traceback (most recent call last):\n  ...\n"
+        f"{demo.FAILURE_MARK} openai.APIConnectionError: Connection error. (cause: httpx.ConnectError: "
+        "https://me:s3cret@gw.corp/v1/chat/completions?api_key=SECRET failed)\n"
+    )
+    assert demo.agent_failure(stderr) == (
+        "openai.APIConnectionError: Connection error. (cause: httpx.ConnectError: "
+        "https://***@gw.corp/v1/chat/completions?api_key=*** failed)"
+    )
+
+
+@pytest.mark.unit
+def test_the_relay_answers_an_export_it_cannot_inflate_without_a_traceback(capfd):
+    """Not gzip, or gzip cut short: 400; more than 64 MiB once inflated: 413; the rest is relayed."""
+    with (
+        OtlpReceiver() as receiver,
+        demo.ExportRelay(f"{receiver.endpoint}/v1/traces", f"{receiver.endpoint}/v1/metrics") as relay,
+    ):
+
+        def post(body):
+            request = urllib.request.Request(
+                f"{relay.url}/v1/traces",
+                data=body,
+                headers={"content-encoding": "gzip", "content-type": "application/x-protobuf"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert post(b"not gzip at all") == 400
+        assert post(gzip.compress(sdk_export(2))[:-8]) == 400
+        assert post(gzip.compress(b"\0" * (64 * 2**20 + 1))) == 413
+        assert post(gzip.compress(sdk_export(2))) == 200
+        assert len(receiver.spans) == 2
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_module_in_the_current_folder_does_not_shadow_the_agents_packages(tmp_path, monkeypatch):
+    """``opentelemetry-instrument`` puts the current folder on PYTHONPATH and ``python -c`` puts it
+    first on sys.path: a user's own ``langchain_openai.py`` there must not replace the package."""
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "langchain_openai.py").write_text(
+        "raise ImportError('the current folder was used')\n"
+    )
+    (tmp_path / "app").mkdir()
+    script = tmp_path / "app" / "agent.py"
+    script.write_text("import langchain_openai\nprint(langchain_openai.__file__)\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    process = demo.run_agent(script, env, timeout=120)
+    assert process.returncode == 0, process.stderr
+    imported = Path(process.stdout.strip())
+    assert imported.name == "__init__.py"
+    assert imported.parent.name == "langchain_openai"
+    assert tmp_path not in imported.parents
+
+
+class ConnectProxy(LoopbackService):
+    """An HTTPS proxy that notes each ``CONNECT host:port`` and refuses it (403)."""
+
+    def __init__(self):
+        self.targets = []
+        proxy = self
+
+        class Handler(LoopbackHandler):
+            def do_CONNECT(self):
+                proxy.targets.append(self.path)
+                self.close_connection = True
+                self.reply(403)
+
+        self._server = LoopbackServer(Handler)
+
+
+@pytest.mark.integration
+def test_live_behind_a_proxy_does_not_ask_for_a_direct_connection(monkeypatch):
+    """Behind a mandatory proxy the hosted gateway's host may not even resolve here: the demo lets
+    the agent go through the proxy (as httpx does) instead of refusing to run."""
+    monkeypatch.setattr(demo, "HOSTED_GATEWAY", "https://portkey.invalid")  # never resolves
+    monkeypatch.setenv("PORTKEY_API_KEY", "pk-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        with pytest.raises(demo.DemoError) as failed:
+            run_demo(DemoOptions(live=True))
+    assert str(failed.value).startswith("the agent failed: ")
+    assert "portkey.invalid:443" in proxy.targets

@@ -821,3 +821,51 @@ def test_what_a_hostile_grpc_endpoint_answers_reaches_the_terminal_without_contr
     assert not [c for c in text if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c == "\u202e"]
     assert [line for line in text.splitlines() if line.startswith("All good")] == []
     assert "green" in text, "the text itself is kept, without its escapes"
+
+
+@pytest.mark.unit
+def test_a_gateway_url_that_does_not_parse_is_a_problem_not_a_traceback():
+    report = diagnose(
+        clean_env(OTEL_PORTKEY_GATEWAY_URLS="http://[::1", **HEALTHY), probe=lambda export: None
+    )
+    assert report.problems == [
+        (
+            "gateway http://[::1: the URL is malformed (Invalid IPv6 URL)",
+            "correct PORTKEY_GATEWAY_URL / OTEL_PORTKEY_GATEWAY_URLS: a gateway's base URL, e.g. "
+            "http://localhost:8787",
+        )
+    ], report.text()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_an_endpoint_that_does_not_parse_asks_to_correct_the_endpoint(protocol):
+    """Not "set OTEL_EXPORTER_OTLP_PROTOCOL": the protocol is fine, the URL is not."""
+    report = diagnose(
+        clean_env(
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://[::1",
+        ),
+        probe=lambda export: None,
+    )
+    ((what, fix),) = report.problems
+    assert what == "traces: OTEL_EXPORTER_OTLP_ENDPOINT='http://[::1' is malformed (Invalid IPv6 URL)"
+    assert fix == (
+        "correct OTEL_EXPORTER_OTLP_ENDPOINT: e.g. http://localhost:4318 (OTLP/HTTP) or "
+        "http://localhost:4317 (gRPC)"
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("url", ["gw.corp/it's", "gw.corp/\\x", "gw.corp/'\""])
+def test_an_ignored_gateway_url_names_its_variable_however_it_is_quoted(url):
+    """The warning quotes the URL as Python's repr does: double quotes around one holding ``'``."""
+    report = diagnose(clean_env(PORTKEY_BASE_URL=url, **HEALTHY), probe=lambda export: None)
+    assert report.problems[0] == (
+        f"ignoring gateway URL {url!r}: it must start with http:// or https://",
+        "correct PORTKEY_BASE_URL: a gateway's base URL, e.g. http://localhost:8787 (calls to that "
+        "gateway are not bridged meanwhile)",
+    ), report.text()

@@ -11,11 +11,14 @@ tree, and the sentences for a Jaeger that is not there or not Jaeger.
 import base64
 import dataclasses
 import io
+import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +44,7 @@ from otel_portkey._cli.trace import (
     network_cause,
     normalized_trace_id,
     spans_from_otlp_json,
+    trace_command,
     trace_tree,
 )
 from otel_portkey._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
@@ -270,10 +274,14 @@ def test_wait_asks_again_until_the_trace_is_stored(jaeger):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2)
-    assert waiting.poll() is None, "still waiting for the trace"
-    trace_id = export_call_trace(jaeger, service)
-    out, err = waiting.communicate(timeout=60)
+    try:
+        time.sleep(2)
+        assert waiting.poll() is None, "still waiting for the trace"
+        trace_id = export_call_trace(jaeger, service)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+        waiting.wait()
     assert waiting.returncode == 0, err
     stored = jaeger.trace(trace_id, spans=7)  # Jaeger's own answer: every span of the trace
     assert out.splitlines()[0].startswith(f"OTel trace {trace_id}")
@@ -422,6 +430,8 @@ def test_usage_errors_exit_2_with_a_sentence(capsys):
         (["trace", "4bf92f3577b34da6a3ce929d0e0e4736", "--service", "x"], "one of them"),
         (["trace", "xyz"], "'xyz' is not an OpenTelemetry trace id"),
         (["trace", "--service", "x", "--jaeger", "localhost:16686"], "is not Jaeger's base URL"),
+        (["trace", "--service", "x", "--jaeger", "http://[::1"], "'http://[::1' is not Jaeger's base URL"),
+        (["trace", "--service", "x", "--jaeger", "http://j:99999"], "is not Jaeger's base URL"),
     ):
         with pytest.raises(SystemExit) as exited:
             _cli.main(argv)
@@ -508,3 +518,389 @@ def test_without_rich_the_command_prints_the_plain_tree(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.splitlines() == span_tree.plain_lines(trace_tree(spans, jaeger.url))
     assert "portkey-gateway attempt 1 POST 127.0.0.1:5001  http 429" in out
+
+
+# ---- what a Jaeger (or what poses as one) answers: never a traceback, never a terminal escape ----
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+NOT_FOUND = b'{"error":{"httpCode":404,"message":"No traces found"}}'
+
+
+class _Scripted(LoopbackService):
+    """A loopback "Jaeger": ``respond(handler, n)`` answers the ``n``-th GET (from 1); ``paths``
+    holds what was asked, ``asked`` is set at the first request."""
+
+    def __init__(self, respond):
+        self.paths = []
+        self.asked = threading.Event()
+        scripted = self
+
+        class Handler(LoopbackHandler):
+            def do_GET(self):
+                scripted.paths.append(self.path)
+                scripted.asked.set()
+                respond(self, len(scripted.paths))
+
+        self._server = LoopbackServer(Handler)
+
+
+def jaeger_span(span_id, parent="", name="step", start=1_000_000, attributes=()):
+    """A span as Jaeger's api_v3 writes it: hex ids, int64s as strings."""
+    return {
+        "traceId": TRACE_ID,
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + 1_000_000),
+        "attributes": list(attributes),
+    }
+
+
+def result_document(*spans):
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]}
+    return {"result": {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": list(spans)}]}]}}
+
+
+def answering(*documents, status=200):
+    """A ``respond`` that answers every GET with ``documents``, one JSON object a line."""
+    body = "\n".join(json.dumps(d) for d in documents).encode()
+    return lambda handler, n: handler.reply(status, body, "application/json")
+
+
+def run_trace(capsys, *args):
+    """``otel-portkey trace ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = _cli.main(["trace", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_clean_sentence(err):
+    assert err.startswith("otel-portkey trace: ")
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert not any(c in err for c in "\x1b\x07\r"), repr(err)
+
+
+@pytest.mark.unit
+def test_json_nested_too_deeply_is_one_sentence(capsys):
+    body = b'{"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with _Scripted(lambda handler, n: handler.reply(200, body, "application/json")) as jaeger:
+        code, out, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert (code, out) == (1, "")
+    assert_one_clean_sentence(err)
+    assert f"Jaeger at {jaeger.url} answered /api/v3/traces/{TRACE_ID} with JSON nested too deeply" in err
+
+
+def cut_short(status):
+    """A ``respond`` that announces 1000 bytes, sends 20 and closes the connection."""
+
+    def respond(handler, n):
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"error":{"message":')
+        handler.close_connection = True
+
+    return respond
+
+
+@pytest.mark.unit
+def test_answers_cut_short_are_one_sentence(capsys):
+    """An HTTP 500 whose body breaks off is still an HTTP 500; a 200 that breaks off is no answer."""
+    with _Scripted(cut_short(500)) as jaeger:
+        code, _, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert f"Jaeger at {jaeger.url} answered HTTP 500 to /api/v3/traces/{TRACE_ID}, a server error" in err
+    with _Scripted(cut_short(200)) as jaeger:
+        code, _, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert "is not reachable (its answer broke off before its end)" in err
+
+
+@pytest.mark.unit
+def test_json_prints_a_bytes_value_as_hex(capsys):
+    provider = {"key": "portkey.provider", "value": {"bytesValue": base64.b64encode(b"\x01\xfe").decode()}}
+    document = result_document(jaeger_span("a1b2c3d4e5f60708", attributes=[provider]))
+    with _Scripted(answering(document)) as jaeger:
+        code, out, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url, "--json")
+    assert code == 0, err
+    (span,) = json.loads(out)["spans"]
+    assert span["attributes"] == {"portkey.provider": "01fe"}
+
+
+def chain(count):
+    """``count`` spans, each the parent of the next."""
+    ids = [format(n, "016x") for n in range(1, count + 1)]
+    return [jaeger_span(ids[0])] + [
+        jaeger_span(span_id, parent=parent, start=1_000_000 + n)
+        for n, (parent, span_id) in enumerate(itertools.pairwise(ids))
+    ]
+
+
+@pytest.mark.unit
+def test_a_span_given_again_closing_a_parent_loop_is_shown_once(capsys):
+    """A span id given again in another document, closing a loop of parent ids (what no real trace
+    holds): each span is shown once, the tree as the first document has it."""
+    first = result_document(jaeger_span("00000000000000aa"))
+    loop = result_document(
+        jaeger_span("00000000000000aa", parent="00000000000000bb"),
+        jaeger_span("00000000000000bb", parent="00000000000000aa", start=2_000_000),
+    )
+    with _Scripted(answering(first, loop)) as jaeger:
+        code, out, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"OTel trace {TRACE_ID}  from Jaeger at {jaeger.url}: 2 spans")
+    assert [depth(line_with(lines, f"span 00000000000000{x}")) for x in ("aa", "bb")] == [1, 2]
+
+
+@pytest.mark.unit
+def test_a_chain_deeper_than_pythons_recursion_limit_prints_whole(capsys):
+    with _Scripted(answering(result_document(*chain(1200)))) as jaeger:
+        code, out, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1201
+    assert depth(line_with(lines, f"span {1200:016x}")) == 1200
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("url", ["http://[::1", "localhost:16686", "http://jaeger:99999"])
+def test_an_unusable_jaeger_url_in_the_environment_is_one_sentence(url, monkeypatch, capsys):
+    monkeypatch.setenv("OTEL_PORTKEY_JAEGER_UI_URL", url)
+    code, out, err = run_trace(capsys, TRACE_ID)
+    assert (code, out) == (1, "")
+    assert_one_clean_sentence(err)
+    assert err == (
+        f"otel-portkey trace: OTEL_PORTKEY_JAEGER_UI_URL: {url!r} is not Jaeger's base URL (like "
+        "http://localhost:16686, its UI and query API)\n"
+    )
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_waiting_exits_130_with_one_line():
+    with _Scripted(lambda handler, n: handler.reply(404, NOT_FOUND, "application/json")) as jaeger:
+        waiting = subprocess.Popen(
+            [CLI, "trace", TRACE_ID, "--jaeger", jaeger.url, "--wait", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert jaeger.asked.wait(60), "the command asked Jaeger"
+            waiting.send_signal(signal.SIGINT)
+            out, err = waiting.communicate(timeout=30)
+        finally:
+            waiting.kill()
+            waiting.wait()
+    assert (waiting.returncode, out, err) == (130, "", "otel-portkey trace: interrupted\n")
+
+
+@pytest.mark.unit
+def test_an_answer_larger_than_the_cap_is_one_sentence(capsys):
+    size = 64 * 2**20 + 1
+
+    def respond(handler, n):
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(size))
+        handler.end_headers()
+        block = b" " * 2**20
+        for _ in range(size // len(block) + 1):
+            handler.wfile.write(block)
+
+    with _Scripted(respond) as jaeger:
+        code, _, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url)
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert err.startswith("otel-portkey trace: Jaeger's answer is larger than 64 MiB: ")
+
+
+@pytest.mark.unit
+def test_an_answer_that_does_not_end_is_cut_at_the_requests_deadline():
+    """Each read comes within the socket's timeout, the answer never ends: one deadline per request."""
+
+    def drip(handler, n):
+        handler.send_response(200)
+        handler.send_header("content-length", "1000")
+        handler.end_headers()
+        for _ in range(40):  # 8 s of one byte every 0.2 s, then the connection closes
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.2)
+        handler.close_connection = True
+
+    with _Scripted(drip) as jaeger:
+        started = time.monotonic()
+        with pytest.raises(TraceError) as failed:
+            JaegerQuery(jaeger.url, timeout=1.0).trace(TRACE_ID)
+        took = time.monotonic() - started
+    assert took < 4, took
+    assert str(failed.value).startswith(
+        f"Jaeger at {jaeger.url} is not reachable (its answer did not end within 1 s)"
+    )
+
+
+def redirect_to(location):
+    return lambda handler, n: handler.reply(302, b"", None, [("location", location)])
+
+
+def services_named(names):
+    def respond(handler, n):
+        if handler.path.startswith("/api/v3/services"):
+            handler.reply(200, json.dumps({"services": names}).encode(), "application/json")
+        else:
+            handler.reply(404, NOT_FOUND, "application/json")
+
+    return respond
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\r"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("respond", "args", "shown"),
+    [
+        pytest.param(
+            services_named([f"evil{ESCAPES}name"]), ["--service", "app"], "it has evil", id="services"
+        ),
+        pytest.param(
+            answering({"error": {"httpCode": 500, "message": f"storage{ESCAPES}down"}}, status=500),
+            [TRACE_ID],
+            "answered HTTP 500 to",
+            id="error message",
+        ),
+        pytest.param(
+            redirect_to(f"http://elsewhere/{ESCAPES}"),
+            [TRACE_ID],
+            "redirect to http://elsewhere/",
+            id="redirect",
+        ),
+    ],
+)
+def test_what_jaeger_says_cannot_drive_the_terminal(respond, args, shown, capsys):
+    with _Scripted(respond) as jaeger:
+        code, _, err = run_trace(capsys, *args, "--jaeger", jaeger.url)
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert shown in err
+
+
+@pytest.mark.unit
+def test_the_printed_command_and_url_carry_no_query_and_no_password():
+    assert trace_command(TRACE_ID, "http://jaeger.corp:16686/?api_key=SECRET#x") == (
+        f"otel-portkey trace {TRACE_ID} --jaeger http://jaeger.corp:16686"
+    )
+    assert trace_command(TRACE_ID, "http://me:pw@jaeger.corp:16686/") == f"otel-portkey trace {TRACE_ID}"
+    assert trace_command(TRACE_ID, "http://localhost:16686/?k=v") == f"otel-portkey trace {TRACE_ID}"
+    assert (
+        JaegerQuery("http://me:pw@jaeger.corp:16686/ui/?api_key=SECRET").shown
+        == "http://***@jaeger.corp:16686/ui"
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "respond",
+    [
+        pytest.param(redirect_to("http://elsewhere/"), id="redirect"),
+        pytest.param(lambda handler, n: handler.reply(200, b"<html>UI</html>", "text/html"), id="web page"),
+    ],
+)
+def test_wait_does_not_ask_again_after_a_final_answer(respond, capsys):
+    """Only "not there yet" and "not reachable" are worth asking again while --wait lasts."""
+    with _Scripted(respond) as jaeger:
+        started = time.monotonic()
+        code, _, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url, "--wait", "5")
+        took = time.monotonic() - started
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert len(jaeger.paths) == 1
+    assert took < 2, took
+
+
+@pytest.mark.unit
+def test_a_failure_after_the_trace_was_found_keeps_the_trace(capsys):
+    """Jaeger answers the trace, then fails while --wait reads it again: the trace is printed."""
+    found = json.dumps(result_document(jaeger_span("a1b2c3d4e5f60708", name="seed agent run"))).encode()
+    failing = json.dumps({"error": {"httpCode": 500, "message": "storage down"}}).encode()
+
+    def respond(handler, n):
+        handler.reply(200 if n == 1 else 500, found if n == 1 else failing, "application/json")
+
+    with _Scripted(respond) as jaeger:
+        code, out, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url, "--wait", "5")
+    assert code == 0, err
+    assert "seed agent run" in out
+    assert len(jaeger.paths) == 2
+
+
+@pytest.mark.unit
+def test_a_request_does_not_outlast_the_wait(capsys):
+    """A Jaeger that takes the connection and never answers: --wait 1 ends after about a second,
+    not after a request's own 10 s."""
+    release = threading.Event()
+    with _Scripted(lambda handler, n: release.wait(30)) as jaeger:
+        started = time.monotonic()
+        try:
+            code, _, err = run_trace(capsys, TRACE_ID, "--jaeger", jaeger.url, "--wait", "1")
+        finally:
+            release.set()
+        took = time.monotonic() - started
+    assert code == 1
+    assert_one_clean_sentence(err)
+    assert f"Jaeger at {jaeger.url} is not reachable (no answer within 1 s)" in err
+    assert took < 4, took
+
+
+class _Relay(LoopbackService):
+    """Relays each GET to ``target`` (the real Jaeger); ``searched`` is set once a search for a
+    service's traces has been answered."""
+
+    def __init__(self, target):
+        self.searched = threading.Event()
+        relay = self
+
+        class Handler(LoopbackHandler):
+            def do_GET(self):
+                try:
+                    with urllib.request.urlopen(target + self.path, timeout=30) as answer:
+                        status, body, kind = answer.status, answer.read(), answer.headers["content-type"]
+                except urllib.error.HTTPError as error:
+                    status, body, kind = error.code, error.read(), error.headers["content-type"]
+                self.reply(status, body, kind)
+                if self.path.startswith("/api/v3/traces?"):
+                    relay.searched.set()
+
+        self._server = LoopbackServer(Handler)
+
+
+@pytest.mark.integration
+def test_wait_with_a_service_prints_the_trace_that_reached_jaeger_meanwhile(jaeger):
+    """Jaeger holds an older trace of the service when the command first looks: the run that ends
+    meanwhile (its trace started later) reaches Jaeger while --wait lasts, and is the one printed."""
+    service = f"trace-newer-{uuid.uuid4().hex[:8]}"
+    older = export_call_trace(jaeger, service, start_ns=time.time_ns() - 30 * 10**9)
+    jaeger.trace(older, spans=7)
+    with _Relay(query_url(jaeger)) as relay:
+        waiting = subprocess.Popen(
+            [CLI, "trace", "--service", service, "--jaeger", relay.url, "--wait", "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert relay.searched.wait(60), "the command looked for the service's latest trace"
+            newer = export_call_trace(jaeger, service)
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            waiting.kill()
+            waiting.wait()
+    assert waiting.returncode == 0, err
+    assert out.startswith(f"OTel trace {newer}  "), out.splitlines()[0]

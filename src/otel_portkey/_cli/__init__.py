@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _trace_parser(commands: Any) -> argparse.ArgumentParser:
-    from .trace import DEFAULT_JAEGER, jaeger_url_argument, trace_id_argument
+    from .trace import DEFAULT_JAEGER, SETTLE_SECONDS, jaeger_url_argument, trace_id_argument
 
     trace: argparse.ArgumentParser = commands.add_parser(
         "trace",
@@ -120,19 +120,25 @@ def _trace_parser(commands: Any) -> argparse.ArgumentParser:
         help=f"Jaeger's base URL, its UI's and query API's (default: ${ev.OTEL_PORTKEY_JAEGER_UI_URL}, "
         f"else {DEFAULT_JAEGER})",
     )
-    trace.add_argument("--json", action="store_true", help="print the spans as JSON")
+    trace.add_argument(
+        "--json", action="store_true", help="print the spans as JSON (a bytes value as lowercase hex)"
+    )
     trace.add_argument(
         "--wait",
         type=_seconds,
         default=0.0,
         metavar="SECONDS",
-        help="wait up to this long for the trace to reach Jaeger and stop growing (spans arrive a "
-        "second or two after the app exits; default 0: ask once)",
+        help="wait up to this long for the trace to reach Jaeger (spans arrive a second or two after "
+        f"the app exits): it is printed once Jaeger's answer has stayed the same for {SETTLE_SECONDS:g} s "
+        "(with --service: the service's latest trace, looked up anew each time, so a newer run's trace "
+        "replaces an older one), or when the time is up; spans reaching Jaeger later are not waited "
+        "for (default 0: ask once)",
     )
     return trace
 
 
 def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .doctor import printable
     from .trace import default_jaeger_url, jaeger_url_argument, run
 
     if (args.trace_id is None) == (args.service is None):
@@ -144,7 +150,7 @@ def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             jaeger = jaeger_url_argument(default_jaeger_url())
         except argparse.ArgumentTypeError as error:
-            print(f"otel-portkey trace: {ev.OTEL_PORTKEY_JAEGER_UI_URL}: {error}", file=sys.stderr)
+            print(printable(f"otel-portkey trace: {ev.OTEL_PORTKEY_JAEGER_UI_URL}: {error}"), file=sys.stderr)
             return 1
     return run(args.trace_id, args.service, jaeger, as_json=args.json, wait=args.wait)
 
@@ -210,6 +216,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         return 1
     from .demo import DemoError, DemoOptions, render, run_demo
+    from .doctor import printable
 
     options = DemoOptions(
         otlp_endpoint=args.otlp_endpoint,
@@ -231,7 +238,7 @@ def _demo(args: argparse.Namespace) -> int:
             with status:
                 result = run_demo(options, progress=lambda message: status.update(message))
     except DemoError as error:
-        print(f"otel-portkey demo: {error}", file=sys.stderr)
+        print(printable(f"otel-portkey demo: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("otel-portkey demo: interrupted; everything it started is stopped", file=sys.stderr)
@@ -243,7 +250,7 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         render(result)
     if result.delivery is not None and result.delivery.failed:
-        print(f"otel-portkey demo: {result.delivery.sentence()}", file=sys.stderr)
+        print(printable(f"otel-portkey demo: {result.delivery.sentence()}"), file=sys.stderr)
         return 1
     return 0 if result.all_correlated is True else 1  # a call shown uncorrelated, or not verified
 

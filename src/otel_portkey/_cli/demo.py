@@ -18,15 +18,13 @@ is reported by its exception and the root of that exception's chain.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import gzip
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +34,6 @@ from urllib.parse import urlsplit
 
 from .. import environment_variables as ev
 from .._contract import call as h
-from .._peers.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 from .._peers.model_server import ScriptedModelServer
 from .._peers.oss_gateway import (
     DEFAULT_SERVICE_NAME,
@@ -45,11 +42,12 @@ from .._peers.oss_gateway import (
     OssGateway,
     node_binary,
 )
-from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan, answer, decode_spans, relay
+from .._peers.otlp_receiver import OtlpReceiver, ReceivedSpan
 from .._peers.recording_proxy import ForwardedRequest, RecordingProxy
 from .._peers.standin_gateway import PortkeyStandIn
 from ..config import HOSTED_GATEWAY_URL as HOSTED_GATEWAY
 from ..config import PortkeySettings
+from .delivery import DELIVERY_TIMEOUT, TRACES_PATH, Delivery, ExportRelay
 from .doctor import printable, redact_url
 from .metrics_summary import METRICS_PATH, MetricsSummary, OtlpMetricsReceiver, summarize
 from .span_tree import (
@@ -64,7 +62,14 @@ from .span_tree import (
     span_label,
     upstream,
 )
-from .trace import DEFAULT_JAEGER, JaegerQuery, NoRedirects, network_cause, trace_command
+from .trace import (
+    DEFAULT_JAEGER,
+    JaegerQuery,
+    jaeger_url_argument,
+    network_cause,
+    shown_url,
+    trace_command,
+)
 
 Progress = Callable[[str], None]
 
@@ -81,13 +86,20 @@ CAPTURED_ECHO_ATTRIBUTE: Final = "http.response.header.x_portkey_trace_id"
 GATEWAY_SERVICE: Final = DEFAULT_SERVICE_NAME
 
 
-# The agent runs as ``python -c AGENT_RUNNER script [question]``: the script as ``python script``
-# runs it and, when it ends in an exception, one line on stderr naming that exception and the root
-# of its chain (``__cause__`` / ``__context__``), which :func:`agent_failure` reads back.
+# The agent runs as ``python -c AGENT_RUNNER script [question]`` (see :func:`run_agent`): the
+# script as ``python script`` runs it (its folder first on sys.path, where ``-c`` puts the current
+# folder, whose modules would shadow the agent's packages) and, when it ends in an exception, one
+# line on stderr naming that exception and the root of its chain (``__cause__`` /
+# ``__context__``), which :func:`agent_failure` reads back.
 FAILURE_MARK: Final = "otel-portkey demo, the agent failed:"
 AGENT_RUNNER: Final = f"""
-import runpy, sys
+import os, runpy, sys
 sys.argv = sys.argv[1:]
+folder = os.path.dirname(os.path.abspath(sys.argv[0]))
+if sys.path and sys.path[0] == "":
+    sys.path[0] = folder
+else:
+    sys.path.insert(0, folder)
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except Exception as error:
@@ -113,22 +125,48 @@ def agent_failure(stderr: str) -> str:
     the agent's last line on stderr."""
     lines = stderr.strip().splitlines()
     marked = [line.removeprefix(FAILURE_MARK).strip() for line in lines if line.startswith(FAILURE_MARK)]
-    return printable(marked[-1] if marked else (lines[-1] if lines else "no output"))[:600]
+    return printable(redact_url(marked[-1] if marked else (lines[-1] if lines else "no output")))[:600]
+
+
+def run_agent(
+    script: Path, env: dict[str, str], timeout: float, question: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` by :data:`AGENT_RUNNER` under ``opentelemetry-instrument``, as a user's app
+    runs, in the script's own folder: ``opentelemetry-instrument`` puts the current folder on
+    ``PYTHONPATH``, where a module of the user's (a ``langchain_openai.py``) would shadow the
+    agent's packages. :class:`DemoError` when it does not finish within ``timeout`` seconds."""
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    command = [str(instrument), sys.executable, "-c", AGENT_RUNNER, str(script)]
+    try:
+        return subprocess.run(
+            [*command, question] if question else command,
+            env=env,
+            cwd=script.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise DemoError(f"the agent did not finish within {timeout:g} s") from error
 
 
 @dataclass(frozen=True)
 class JaegerPointer:
     """Where the demo's trace can be read in Jaeger: ``otel-portkey trace`` (Jaeger's query API,
     which every Jaeger serves), and the UI's page of the trace when that Jaeger has its UI (the one
-    ``make components`` builds has none: its base URL answers with a placeholder page)."""
+    ``make components`` builds has none: its base URL answers with a placeholder page). No URL here
+    carries a password or a query."""
 
-    url: str  # Jaeger's base URL, as shown (a password in it masked)
-    trace_command: str
+    url: str  # Jaeger's base URL, as shown (a password in it masked, no query)
+    trace_command: str  # "": OTEL_PORTKEY_JAEGER_UI_URL is no URL the command takes (``problem``)
     has_ui: bool | None  # None: not known (Jaeger did not answer)
     ui_link: str | None = None  # the UI's page of the trace, when the UI is there
-    problem: str | None = None  # why has_ui is not known
+    problem: str | None = None  # why has_ui is not known, or why the configured URL is not usable
 
     def line(self) -> str:
+        if not self.trace_command:
+            return f"Jaeger: {self.problem}"
         if self.ui_link is not None:
             return f"Jaeger: {self.ui_link}  (in a terminal: {self.trace_command})"
         if self.has_ui is False:
@@ -141,10 +179,19 @@ class JaegerPointer:
 def jaeger_pointer(trace_id: str, spans_sent_on: bool) -> JaegerPointer | None:
     """Where to read ``trace_id``: in the Jaeger ``OTEL_PORTKEY_JAEGER_UI_URL`` names or, when the
     spans went on to ``--otlp-endpoint`` and no Jaeger is named, in one at http://localhost:16686
-    if one answers there. One GET of its base URL tells whether it serves its UI."""
+    if one answers there. One GET of its base URL tells whether it serves its UI. A configured URL
+    ``otel-portkey trace`` would refuse is said to be unusable, and not asked."""
     configured = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
     if not trace_id or not (configured or spans_sent_on):
         return None
+    if configured and usable_jaeger_url(configured) is None:
+        return JaegerPointer(
+            url=redact_url(configured),
+            trace_command="",
+            has_ui=None,
+            problem=f"{ev.OTEL_PORTKEY_JAEGER_UI_URL} is not usable: {redact_url(configured)!r} is not "
+            f"Jaeger's base URL (like {DEFAULT_JAEGER}), so the trace cannot be read from there",
+        )
     query = JaegerQuery(configured or DEFAULT_JAEGER, timeout=2.0)
     check = query.ui()
     if not configured and check.has_ui is None:
@@ -156,6 +203,21 @@ def jaeger_pointer(trace_id: str, spans_sent_on: bool) -> JaegerPointer | None:
         ui_link=f"{query.shown}/trace/{trace_id}" if check.has_ui else None,
         problem=check.problem,
     )
+
+
+def usable_jaeger_url(url: str) -> str | None:
+    """``url`` as ``otel-portkey trace --jaeger`` takes it; None when it would refuse it."""
+    try:
+        return jaeger_url_argument(url)
+    except argparse.ArgumentTypeError:
+        return None
+
+
+def jaeger_link(trace_id: str) -> str | None:
+    """The UI's page of ``trace_id`` at ``OTEL_PORTKEY_JAEGER_UI_URL``, as shown (no password, no
+    query); None when that is unset or no usable URL."""
+    configured = usable_jaeger_url(os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, ""))
+    return f"{shown_url(configured)}/trace/{trace_id}" if configured and trace_id else None
 
 
 @dataclass
@@ -306,180 +368,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-TRACES_PATH: Final = "/v1/traces"
-DELIVERY_TIMEOUT: Final = 5.0  # seconds an export waits for --otlp-endpoint's answer
-
-
-class Delivery:
-    """What the demo sent on to ``--otlp-endpoint``, and what did not arrive there.
-
-    Each export of the agent's or the traced gateway's goes on as it arrives, waiting at most
-    :data:`DELIVERY_TIMEOUT` for the endpoint's answer. Once the endpoint did not answer at all
-    (nothing listens, no route), the signal's later exports are counted as not delivered without
-    being tried: the demo waits for a dead endpoint once per signal, not once per export. An
-    endpoint that answers ``/v1/metrics`` with 404 takes no metrics (Jaeger): that is no failure.
-    """
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint.rstrip("/")
-        self.shown = redact_url(self.endpoint)
-        self.spans = 0
-        self.spans_undelivered = 0
-        self.spans_cause: str | None = None
-        self.metric_exports = 0
-        self.metric_exports_undelivered = 0
-        self.metrics_cause: str | None = None
-        self.metrics_not_taken = False
-        self._dead: dict[str, str] = {}  # path -> why the endpoint did not answer there
-        self._pending = 0  # exports on their way (guarded by _settled, as the counts are)
-        self._settled = threading.Condition()
-        self._opener = urllib.request.build_opener(NoRedirects)
-
-    def send(self, path: str, payload: bytes) -> None:
-        """Send one export (OTLP/protobuf, uncompressed) on to ``<endpoint><path>`` and count it."""
-        with self._settled:
-            self._pending += 1
-        try:
-            self._send(path, payload)
-        finally:
-            with self._settled:
-                self._pending -= 1
-                self._settled.notify_all()
-
-    def wait(self, timeout: float = DELIVERY_TIMEOUT + 1) -> None:
-        """Until no export is on its way to the endpoint (each waits :data:`DELIVERY_TIMEOUT` at most)."""
-        with self._settled:
-            self._settled.wait_for(lambda: self._pending == 0, timeout)
-
-    def _send(self, path: str, payload: bytes) -> None:
-        try:
-            spans = len(decode_spans(payload)) if path == TRACES_PATH else 0
-            problem, status = self._post(path, payload)
-        except Exception as error:  # the relay answers the exporter whatever happens here
-            spans, problem, status = 0, type(error).__name__, None
-        with self._settled:
-            if path == TRACES_PATH:
-                self.spans += spans
-                if problem is not None:
-                    self.spans_undelivered += spans
-                    self.spans_cause = self.spans_cause or problem
-            elif status == 404:
-                self.metrics_not_taken = True
-            else:
-                self.metric_exports += 1
-                if problem is not None:
-                    self.metric_exports_undelivered += 1
-                    self.metrics_cause = self.metrics_cause or problem
-
-    def _post(self, path: str, payload: bytes) -> tuple[str | None, int | None]:
-        """(None, status) when the endpoint took the export; else (why not, its HTTP status if any)."""
-        dead = self._dead.get(path)
-        if dead is not None:
-            return dead, None
-        request = urllib.request.Request(
-            self.endpoint + path,
-            data=payload,
-            headers={"content-type": "application/x-protobuf"},
-            method="POST",
-        )
-        try:
-            with self._opener.open(request, timeout=DELIVERY_TIMEOUT) as response:
-                if "html" in (response.headers.get("content-type") or ""):
-                    return "it answered with a web page, not OTLP", response.status
-                return None, response.status
-        except urllib.error.HTTPError as error:
-            return f"HTTP {error.code}", error.code
-        except Exception as error:  # no answer at all: refused, no route, timed out, malformed URL
-            cause = network_cause(error, DELIVERY_TIMEOUT)
-            self._dead[path] = cause
-            return cause, None
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.spans_undelivered or self.metric_exports_undelivered)
-
-    def sentence(self) -> str:
-        """What was not delivered, where, and why, in one sentence."""
-        lost: list[tuple[str, str | None]] = []  # (what, why), each singular or plural as counted
-        if self.spans_undelivered:
-            some = "" if self.spans_undelivered == self.spans else f"{self.spans_undelivered} of "
-            lost.append((f"{some}the {_count(self.spans, 'span')}", self.spans_cause))
-        if self.metric_exports_undelivered:
-            some = (
-                "the metrics"
-                if self.metric_exports_undelivered == self.metric_exports
-                else f"{self.metric_exports_undelivered} of {_count(self.metric_exports, 'metric export')}"
-            )
-            lost.append((some, self.metrics_cause))
-        one = len(lost) == 1 and (
-            lost[0][0] == "the metrics" or (self.spans_undelivered or self.metric_exports_undelivered) == 1
-        )
-        where = f"{'was' if one else 'were'} not delivered to {self.shown}"
-        if len({cause for _, cause in lost}) == 1:
-            what = f"{' and '.join(part for part, _ in lost)} {where} ({lost[0][1]})"
-        else:
-            what = f"{' and '.join(f'{part} ({cause})' for part, cause in lost)} {where}"
-        return (
-            f"{what}: --otlp-endpoint takes the OTLP/HTTP base URL of a running Collector or Jaeger, "
-            "like http://localhost:4318"
-        )
-
-    def line(self) -> str:
-        """What was delivered, for the demo's output."""
-        line = f"Sent to {self.shown}: {_count(self.spans, 'span')}"
-        if self.metric_exports:
-            line += " and the metrics"
-        if self.metrics_not_taken:
-            line += " (it takes no metrics: /v1/metrics answered 404, as Jaeger does)"
-        return line
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.shown,
-            "delivered": not self.failed,
-            "spans": self.spans,
-            "spans_undelivered": self.spans_undelivered,
-            "spans_cause": self.spans_cause,
-            "metric_exports": self.metric_exports,
-            "metric_exports_undelivered": self.metric_exports_undelivered,
-            "metrics_cause": self.metrics_cause,
-            "metrics_not_taken": self.metrics_not_taken,
-        }
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
-
-
-class ExportRelay(LoopbackService):
-    """The one OTLP/HTTP base URL the agent and the traced gateway export to: each export, spans
-    (``/v1/traces``) or metrics (``/v1/metrics``), is relayed to the demo's receivers and, with a
-    ``delivery``, sent on to ``--otlp-endpoint`` before the exporter gets its answer."""
-
-    thread_name = "demo-exports"
-
-    def __init__(self, traces_url: str, metrics_url: str, delivery: Delivery | None = None) -> None:
-        routes = {TRACES_PATH: traces_url, METRICS_PATH: metrics_url}
-
-        class Handler(LoopbackHandler):
-            def do_POST(self) -> None:
-                body = self.request_body()  # whole or chunked (OpenTelemetry for Node sends chunks)
-                if body is None:
-                    return
-                target = routes.get(self.path)
-                if target is None:
-                    self.reply(404)
-                    return
-                if (self.headers.get("content-encoding") or "").lower() == "gzip":
-                    body = gzip.decompress(body)
-                taken = relay(target, body)
-                if taken and delivery is not None:
-                    delivery.send(self.path, body)
-                answer(self, 200 if taken else 503, b"")
-
-        self._server = LoopbackServer(Handler)
-
-
 GatewayExports = ExportRelay  # its former name (benchmarks/bench_gateway.py relays the gateway's exports)
 
 
@@ -499,7 +387,8 @@ def _start_gateway(
     """The gateway the agent will call (one it does not start must answer now); a traced OSS
     gateway exports to ``exports_url`` (an OTLP/HTTP base URL)."""
     if options.live:
-        _check_reachable(HOSTED_GATEWAY, "the hosted Portkey gateway", "check the network or your proxy")
+        if not proxied(HOSTED_GATEWAY):  # through a proxy, only the agent's own call can tell
+            _check_reachable(HOSTED_GATEWAY, "the hosted Portkey gateway", "check the network or your proxy")
         return _Gateway(HOSTED_GATEWAY, "hosted Portkey gateway")
     if options.gateway_url:
         url = options.gateway_url.rstrip("/").removesuffix("/v1")
@@ -525,6 +414,17 @@ def _start_gateway(
     except GatewayUnavailable as error:
         raise DemoError(f"the OSS Portkey gateway did not start: {error}") from error
     return _Gateway(gateway.url, f"OSS Portkey gateway {GATEWAY_VERSION}", gateway)
+
+
+def proxied(url: str) -> bool:
+    """Whether the agent's HTTP client goes to ``url`` through a proxy: the proxy variables
+    (``HTTPS_PROXY``, ``ALL_PROXY``, ...; httpx honours them as urllib does) name one for its
+    scheme, and ``NO_PROXY`` does not exempt its host. A direct connection then tells nothing."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 def _check_reachable(url: str, what: str, fix: str) -> None:
@@ -601,16 +501,7 @@ def run_demo(
         )
         env[CAPTURED_ECHO_ENV] = h.TRACE_ID
         say("Running the seed agent under opentelemetry-instrument")
-        instrument = Path(sys.executable).with_name("opentelemetry-instrument")
-        command = [str(instrument), sys.executable, "-c", AGENT_RUNNER, str(agent_script())]
-        if options.question:
-            command.append(options.question)
-        try:
-            process = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as error:
-            raise DemoError(f"the agent did not finish within {timeout:g} s") from error
+        process = run_agent(agent_script(), env, timeout, options.question)
         if process.returncode != 0:
             raise DemoError(f"the agent failed: {agent_failure(process.stderr)}")
         if gateway.process is not None:
@@ -692,8 +583,7 @@ def _result(
         )
     roots = [s for s in spans if not s.parent_span_id and not _from_gateway(s)]
     trace_id = roots[0].trace_id if roots else ""
-    jaeger = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
-    link = f"{jaeger}/trace/{trace_id}" if jaeger and trace_id else None
+    link = jaeger_link(trace_id)
     return DemoResult(
         answer,
         trace_id,
@@ -796,7 +686,7 @@ def render(result: DemoResult) -> None:
     if result.delivery is not None and not result.delivery.failed:
         console.print(result.delivery.line())
     if result.jaeger is not None:
-        console.print(result.jaeger.line(), soft_wrap=True)
+        console.print(printable(result.jaeger.line()), soft_wrap=True, markup=False)
     console.print(_metrics_line(result))
 
 

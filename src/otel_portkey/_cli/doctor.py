@@ -160,9 +160,15 @@ def _port(url: str) -> int | None:
         return None
 
 
+MALFORMED: Final = "the URL is malformed"
+
+
 def reachable(url: str, timeout: float = 1.5) -> str | None:
     """None if a TCP connection to the URL's host and port opens, else the reason."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+    except ValueError as error:  # an unclosed IPv6 bracket
+        return f"{MALFORMED} ({error})"
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
@@ -248,20 +254,24 @@ def diagnose(
 
 def _setting_fix(message: str, env: Mapping[str, str]) -> str:
     """The fix for a setting the bridge warned about: an ignored gateway URL names the variable
-    that holds it (nothing else is used in its place); any other falls back to its default."""
-    ignored = re.match(r"otel-portkey: ignoring gateway URL '(.*)':", message)
-    if ignored is None:
+    that holds it (nothing else is used in its place); any other falls back to its default. The
+    ignored URL is found by writing each configured one as the warning writes it (its ``repr``,
+    in single or double quotes), never by parsing the warning back."""
+    if not message.startswith(IGNORED_GATEWAY):
         return "correct the variable; the default is used meanwhile"
     holders = [
         name
         for name in (*ev.PORTKEY_SDK_GATEWAY_URLS, ev.OTEL_PORTKEY_GATEWAY_URLS)
-        if ignored.group(1) in (u.strip() for u in env.get(name, "").split(","))
+        if any(message.startswith(f"{IGNORED_GATEWAY}{u.strip()!r}:") for u in env.get(name, "").split(","))
     ]
     where = " / ".join(holders) or ev.OTEL_PORTKEY_GATEWAY_URLS
     return (
         f"correct {where}: a gateway's base URL, e.g. http://localhost:8787 (calls to that gateway are "
         "not bridged meanwhile)"
     )
+
+
+IGNORED_GATEWAY: Final = "otel-portkey: ignoring gateway URL "  # how the settings' warning begins
 
 
 def sample_call_headers(settings: PortkeySettings, env: dict[str, str]) -> dict[str, str]:
@@ -428,6 +438,7 @@ def otlp_exports(env: Mapping[str, str], signal: str) -> list[OtlpExport]:
         else:  # console, portkey, a vendor's: checked by name in ``_exporters``
             continue
         endpoint = _endpoint(env, signal, protocol)
+        _check_endpoint(env, signal, endpoint)
         exports.append(
             OtlpExport(
                 signal,
@@ -440,6 +451,30 @@ def otlp_exports(env: Mapping[str, str], signal: str) -> list[OtlpExport]:
             )
         )
     return exports
+
+
+ENDPOINT_EXAMPLES: Final = "e.g. http://localhost:4318 (OTLP/HTTP) or http://localhost:4317 (gRPC)"
+
+
+class MalformedEndpoint(ValueError):
+    """An OTLP endpoint that is no URL at all (an unclosed IPv6 bracket); ``variable`` holds it."""
+
+    def __init__(self, message: str, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+def _check_endpoint(env: Mapping[str, str], signal: str, endpoint: str) -> None:
+    """:class:`MalformedEndpoint` when ``endpoint`` cannot be parsed as a URL (a bad port is left
+    to the probe, which says so of the URL it tries)."""
+    try:
+        urlsplit(endpoint)
+    except ValueError as error:
+        own = _ENDPOINT_ENV[signal]
+        variable = own if env.get(own) else OTEL_EXPORTER_OTLP_ENDPOINT
+        raise MalformedEndpoint(
+            f"{variable}={redact_url(env.get(variable, endpoint))!r} is malformed ({error})", variable
+        ) from error
 
 
 def _headers(env: Mapping[str, str], signal: str) -> tuple[tuple[str, str], ...]:
@@ -630,7 +665,8 @@ class _SignalPlan:
     exports: tuple[OtlpExport, ...] = ()
     unknown: tuple[str, ...] = ()  # names no installed package provides
     missing: tuple[OtlpExport, ...] = ()  # OTLP exports whose package is not installed
-    error: str | None = None  # a protocol the SDK refuses
+    error: str | None = None  # a protocol the SDK refuses, or an endpoint that is no URL
+    fix: str = ""  # what to change for ``error``
 
 
 def _signal_plans(env: dict[str, str]) -> list[_SignalPlan] | None:
@@ -645,8 +681,13 @@ def _signal_plans(env: dict[str, str]) -> list[_SignalPlan] | None:
         names = effective.get(_EXPORTER_ENV[signal]) or "none"
         try:
             exports = otlp_exports(effective, signal)
+        except MalformedEndpoint as error:
+            fix = f"correct {error.variable}: {ENDPOINT_EXAMPLES}"
+            plans.append(_SignalPlan(signal, names, error=str(error), fix=fix))
+            continue
         except ValueError as error:
-            plans.append(_SignalPlan(signal, names, error=str(error)))
+            fix = f"set {OTEL_EXPORTER_OTLP_PROTOCOL}=http/protobuf or grpc"
+            plans.append(_SignalPlan(signal, names, error=str(error), fix=fix))
             continue
         exports = [
             replace(export, protocol_source="opentelemetry-distro's default")
@@ -720,7 +761,7 @@ def _exporters(
     for plan in plans:
         signal = plan.signal
         if plan.error is not None:
-            report.problem(f"{signal}: {plan.error}", "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc")
+            report.problem(f"{signal}: {plan.error}", plan.fix)
             continue
         report.add(f"  {signal}: {plan.names}")
         problems_before = len(report.problems)
@@ -823,7 +864,9 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
             continue
         reason = reachable(url)
         report.add(f"  gateway {url}: {_state(reason)}")
-        if reason is not None:
+        if reason is not None and reason.startswith(MALFORMED):
+            report.problem(f"gateway {url}: {reason}", MALFORMED_GATEWAY_FIX)
+        elif reason is not None:
             report.problem(f"gateway {url} is not reachable ({reason})", GATEWAY_FIX)
     if not configured:
         reason = reachable("http://localhost:8787")
@@ -850,4 +893,8 @@ def _reachability(report: Report, env: dict[str, str], settings: PortkeySettings
 GATEWAY_FIX: Final = (
     "start one on loopback: otel-portkey gateway (the pinned OSS gateway with a scripted model), "
     "or correct PORTKEY_GATEWAY_URL / OTEL_PORTKEY_GATEWAY_URLS"
+)
+MALFORMED_GATEWAY_FIX: Final = (
+    "correct PORTKEY_GATEWAY_URL / OTEL_PORTKEY_GATEWAY_URLS: a gateway's base URL, e.g. "
+    "http://localhost:8787"
 )

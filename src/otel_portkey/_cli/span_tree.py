@@ -51,17 +51,21 @@ class Node:
 
 
 def plain_lines(root: Node) -> list[str]:
-    """The tree as plain text, drawn with the guides rich draws."""
+    """The tree as plain text, drawn with the guides rich draws (walked without recursion: a trace
+    may nest spans deeper than Python's recursion limit)."""
     out = [_text(root.label)]
-
-    def walk(node: Node, prefix: str) -> None:
-        for n, child in enumerate(node.children, 1):
-            last = n == len(node.children)
-            out.append(f"{prefix}{'└── ' if last else '├── '}{_text(child.label)}")
-            walk(child, prefix + ("    " if last else "│   "))
-
-    walk(root, "")
+    pending = _below(root, "")
+    while pending:
+        node, prefix, last = pending.pop()
+        out.append(f"{prefix}{'└── ' if last else '├── '}{_text(node.label)}")
+        pending += _below(node, prefix + ("    " if last else "│   "))
     return out
+
+
+def _below(node: Node, prefix: str) -> list[tuple[Node, str, bool]]:
+    """``node``'s children with their prefix and whether each is the last, the first one last."""
+    count = len(node.children)
+    return [(child, prefix, n == count) for n, child in reversed(list(enumerate(node.children, 1)))]
 
 
 def print_tree(root: Node, console: Any | None = None, file: TextIO | None = None) -> None:
@@ -90,12 +94,11 @@ def _rich_tree(root: Node) -> Any:
     def text(label: Label) -> Text:
         return Text.assemble(*((printable(t), style) for t, style in label))
 
-    def add(tree: Tree, node: Node) -> None:
-        for child in node.children:
-            add(tree.add(text(child.label)), child)
-
     tree = Tree(text(root.label))
-    add(tree, root)
+    pending: list[tuple[Tree, Node]] = [(tree, root)]
+    while pending:  # no recursion: a trace may nest spans deeper than Python's recursion limit
+        branch, node = pending.pop()
+        pending += [(branch.add(text(child.label)), child) for child in node.children]
     return tree
 
 
@@ -182,25 +185,53 @@ def add_spans(
     spans started. ``label(span, position)`` makes a span's line (``position``: its place among its
     siblings, from 1); ``before(span, node)`` and ``after(span, node)`` may add lines of their own
     under a span's node, before and after its child spans. A span whose parent is not among
-    ``spans`` (not exported, or not stored yet) is shown at the top."""
-    ordered = sorted(spans, key=lambda s: s.start_ns)
-    ids = {span.span_id for span in ordered}
+    ``spans`` (not exported, or not stored yet) is shown at the top, and so is the first span of a
+    loop of parent ids (what no real trace holds); a span id given twice is shown once (the span
+    that started first)."""
+    ordered: dict[str, ReceivedSpan] = {}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        ordered.setdefault(span.span_id, span)
     children: dict[str, list[ReceivedSpan]] = {}
-    for span in ordered:
-        children.setdefault(span.parent_span_id if span.parent_span_id in ids else "", []).append(span)
-
-    def add(node: Node, span: ReceivedSpan, position: int) -> None:
-        branch = Node(label(span, position))
-        node.children.append(branch)
-        if before is not None:
-            before(span, branch)
-        for child_position, child in enumerate(children.get(span.span_id, []), 1):
-            add(branch, child, child_position)
-        if after is not None:
-            after(span, branch)
-
+    for span in ordered.values():
+        children.setdefault(span.parent_span_id if span.parent_span_id in ordered else "", []).append(span)
+    walk = _Walk(children, label, before, after)
     for position, top in enumerate(children.get("", []), 1):
-        add(root, top, position)
+        walk.add(root, top, position)
+    for span in ordered.values():  # those only a loop of parent ids leads to
+        if span.span_id not in walk.placed:
+            walk.add(root, span, len(root.children) + 1)
+
+
+@dataclass
+class _Walk:
+    """Places spans under their parents, depth first and without recursion."""
+
+    children: dict[str, list[ReceivedSpan]]
+    label: Callable[[ReceivedSpan, int], Label]
+    before: Around | None
+    after: Around | None
+    placed: set[str] = field(default_factory=set)
+
+    def add(self, parent: Node, top: ReceivedSpan, position: int) -> None:
+        """``top`` under ``parent``, and every span under it."""
+        pending: list[tuple[Node, ReceivedSpan, int] | tuple[ReceivedSpan, Node]] = [(parent, top, position)]
+        while pending:
+            step = pending.pop()
+            if len(step) == 2:  # a span whose children are all placed: the lines after them
+                if self.after is not None:
+                    self.after(*step)
+                continue
+            node, span, at = step
+            if span.span_id in self.placed:
+                continue
+            self.placed.add(span.span_id)
+            branch = Node(self.label(span, at))
+            node.children.append(branch)
+            if self.before is not None:
+                self.before(span, branch)
+            pending.append((span, branch))
+            below = enumerate(self.children.get(span.span_id, []), 1)
+            pending += reversed([(branch, child, n) for n, child in below])
 
 
 def span_json(span: ReceivedSpan) -> dict[str, Any]:

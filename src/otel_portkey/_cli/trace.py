@@ -8,7 +8,8 @@ its span records of Portkey (its trace id, the gateway's node id, cache, retries
 where the gateway is traced, the gateway's own node and each upstream attempt.
 
 Everything shown comes from what Jaeger stored. Any failure is one sentence naming the URL and the
-cause (exit 1), never a traceback.
+cause (exit 1), never a traceback; what Jaeger answers is read up to :data:`MAX_ANSWER_BYTES`,
+within one deadline per request, and no text of it reaches the terminal unfiltered.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any, Final, TextIO
 from .. import environment_variables as ev
 from .._contract import call as h
 from .._peers.otlp_receiver import ReceivedSpan
-from .doctor import redact_url
+from .doctor import printable, redact_url
 from .span_tree import (
     SPAN_KIND_SERVER,
     Label,
@@ -48,6 +49,11 @@ from .span_tree import (
 )
 
 DEFAULT_JAEGER: Final = "http://localhost:16686"
+REQUEST_SECONDS: Final = 10.0  # the longest one request to Jaeger may take, its answer read whole
+MIN_REQUEST_SECONDS: Final = 1.0  # what a request may take, however close the --wait deadline is
+MAX_ANSWER_MIB: Final = 64
+MAX_ANSWER_BYTES: Final = MAX_ANSWER_MIB * 2**20  # the most of one answer of Jaeger's that is read
+MAX_VALUE_DEPTH: Final = 32  # an attribute value nested deeper is shown as a marker, not read on
 LOOKBACK_HOURS: Final = 24  # how far back ``--service`` looks for the service's latest trace
 SEARCH_DEPTH: Final = 20  # traces per search request (Jaeger's query.num_traces / query.search_depth)
 PLACEHOLDER: Final = "This is not the Jaeger UI you are looking for"  # a Jaeger built without its UI
@@ -72,12 +78,23 @@ class TraceError(RuntimeError):
     """Why no trace can be shown, in one sentence that names Jaeger's URL."""
 
 
+class TraceNotFound(TraceError):
+    """Jaeger answered, and has no such trace (yet): worth asking again while ``--wait`` lasts."""
+
+
 class JaegerUnreachable(TraceError):
-    """No answer from Jaeger at all; ``cause`` says why in a few words."""
+    """No (whole) answer from Jaeger; ``cause`` says why in a few words. Worth asking again."""
 
     def __init__(self, message: str, cause: str) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+NOT_YET: Final = (TraceNotFound, JaegerUnreachable)  # the failures ``--wait`` asks again after
+
+
+class _SlowAnswer(TimeoutError):
+    """An answer still arriving when its request's deadline passed."""
 
 
 # ---- arguments ---------------------------------------------------------------------------------
@@ -109,12 +126,28 @@ def jaeger_url_argument(text: str) -> str:
     """argparse's type for --jaeger: an http(s) base URL."""
     import argparse
 
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urllib.parse.urlsplit(text)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number or out of range
+        usable = False
+    if not usable:
         raise argparse.ArgumentTypeError(
             f"{redact_url(text)!r} is not Jaeger's base URL (like {DEFAULT_JAEGER}, its UI and query API)"
         )
     return text.rstrip("/")
+
+
+def base_url(url: str) -> str:
+    """``url`` without its query and fragment (never sent: the query API's paths replace them) and
+    without a trailing slash; its credentials stay (see :func:`shown_url`)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def shown_url(url: str) -> str:
+    """Jaeger's base URL as printed: no query, no fragment, a password masked (``***@``)."""
+    return redact_url(base_url(url))
 
 
 def default_jaeger_url(env: Mapping[str, str] | None = None) -> str:
@@ -125,11 +158,13 @@ def default_jaeger_url(env: Mapping[str, str] | None = None) -> str:
 
 
 def trace_command(trace_id: str, jaeger_url: str) -> str:
-    """The command that prints ``trace_id`` from the Jaeger at ``jaeger_url``. ``--jaeger`` is left
-    out for the default URL, and for one carrying credentials (the environment has it)."""
+    """The command that prints ``trace_id`` from the Jaeger at ``jaeger_url`` (a URL
+    :func:`jaeger_url_argument` takes). ``--jaeger`` is left out for the default URL, and for one
+    carrying credentials (the environment has it); a query is never shown (``trace`` sends none)."""
     command = f"otel-portkey trace {trace_id}"
-    if jaeger_url.rstrip("/") != DEFAULT_JAEGER and urllib.parse.urlsplit(jaeger_url).username is None:
-        command += f" --jaeger {jaeger_url.rstrip('/')}"
+    base = base_url(jaeger_url)
+    if base != DEFAULT_JAEGER and urllib.parse.urlsplit(base).username is None:
+        command += f" --jaeger {base}"
     return command
 
 
@@ -156,12 +191,16 @@ def network_cause(error: BaseException, timeout: float | None = None) -> str:
 def _describe(error: BaseException, timeout: float | None) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, _SlowAnswer):
+        return f"its answer did not end within {timeout:g} s" if timeout else "its answer did not end in time"
     if isinstance(error, TimeoutError):
         return f"no answer within {timeout:g} s" if timeout else "no answer in time"
     if isinstance(error, socket.gaierror):
         return "its host name does not resolve"
     if isinstance(error, http.client.RemoteDisconnected):
         return "the connection closed without an answer"
+    if isinstance(error, http.client.IncompleteRead):
+        return "its answer broke off before its end"
     if isinstance(error, ConnectionResetError):
         return "the connection was reset"
     if isinstance(error, ssl.SSLError):
@@ -208,12 +247,17 @@ class UiCheck:
 
 class JaegerQuery:
     """Jaeger's query API (api_v3) at ``url`` (its base URL, the UI's: ``http://localhost:16686``).
-    A password in the URL is sent as HTTP Basic credentials and never shown."""
+    A password in the URL is sent as HTTP Basic credentials and never shown; its query is not sent.
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        parts = urllib.parse.urlsplit(url.rstrip("/"))
-        self.shown = redact_url(url.rstrip("/"))
+    Each request, its answer read whole, takes at most ``timeout`` seconds (and, with a
+    ``deadline`` on :func:`time.monotonic`'s clock, not much past it: :data:`MIN_REQUEST_SECONDS`
+    at least); an answer larger than :data:`MAX_ANSWER_BYTES` is not read on."""
+
+    def __init__(self, url: str, timeout: float = REQUEST_SECONDS) -> None:
+        parts = urllib.parse.urlsplit(base_url(url))
+        self.shown = shown_url(url)
         self.timeout = timeout
+        self.deadline: float | None = None
         self._headers = {"Accept": "application/json"}
         if parts.username is not None:
             user = urllib.parse.unquote(parts.username)
@@ -226,32 +270,79 @@ class JaegerQuery:
 
     # -- the requests
 
+    def _budget(self) -> float:
+        """How long the next request may take: ``timeout``, cut to what is left before ``deadline``."""
+        if self.deadline is None:
+            return self.timeout
+        return min(self.timeout, max(self.deadline - time.monotonic(), MIN_REQUEST_SECONDS))
+
     def _get(self, path: str, params: Mapping[str, str] | None = None) -> _Answer:
         url = self._base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
         request = urllib.request.Request(url, headers=self._headers)
+        budget = self._budget()
+        ends = time.monotonic() + budget
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return _Answer(response.status, response.read(), response.headers.get("content-type") or "")
+            with self._opener.open(request, timeout=budget) as response:
+                body = self._read(response, path, ends)
+                return _Answer(response.status, body, response.headers.get("content-type") or "")
         except urllib.error.HTTPError as error:
             return _Answer(
                 error.code,
-                error.read() or b"",
+                self._error_body(error, path, ends),
                 error.headers.get("content-type") or "",
                 error.headers.get("location") or "",
             )
         except (OSError, http.client.HTTPException, ValueError) as error:
-            cause = network_cause(error, self.timeout)
+            cause = network_cause(error, budget)
             raise JaegerUnreachable(
                 f"Jaeger at {self.shown} is not reachable ({cause}): is it running? Start it, or point "
                 f"--jaeger (or {ev.OTEL_PORTKEY_JAEGER_UI_URL}) at its query port (16686 by default)",
                 cause,
             ) from error
 
+    def _read(self, response: Any, path: str, ends: float) -> bytes:
+        """The whole body of ``response`` (an ``http.client.HTTPResponse``), read one receive at a
+        time: :class:`TraceError` past :data:`MAX_ANSWER_BYTES`, :class:`_SlowAnswer` past ``ends``,
+        ``IncompleteRead`` when the connection closes before the announced length."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(65536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise TraceError(
+                    f"Jaeger's answer is larger than {MAX_ANSWER_MIB} MiB: Jaeger at {self.shown} answered "
+                    f"{path} with more than this command reads; open the trace in Jaeger's UI instead"
+                )
+            chunks.append(chunk)
+            if time.monotonic() > ends:
+                raise _SlowAnswer()
+        body = b"".join(chunks)
+        if getattr(response, "length", None):  # bytes announced and never sent
+            raise http.client.IncompleteRead(body)
+        return body
+
+    def _error_body(self, error: urllib.error.HTTPError, path: str, ends: float) -> bytes:
+        """The body of an HTTP error answer, read as :meth:`_read` reads; empty when it broke off
+        (the status says enough)."""
+        try:
+            return self._read(error.fp, path, ends) if error.fp is not None else b""
+        except (OSError, http.client.HTTPException):
+            return b""
+
+    def _documents(self, body: bytes, path: str) -> list[dict[str, Any]]:
+        try:
+            return _json_documents(body)
+        except RecursionError as error:
+            raise TraceError(
+                f"Jaeger at {self.shown} answered {path} with JSON nested too deeply to read: not what "
+                "Jaeger's query API answers"
+            ) from error
+
     def _results(self, path: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]] | None:
         """The ``result`` objects of an api_v3 answer (a stream of ``{"result": TracesData}``);
         None when Jaeger found nothing (its 404 ``No traces found``)."""
         answer = self._get(path, params)
-        documents = _json_documents(answer.body)
+        documents = self._documents(answer.body, path)
         errors = [d["error"] for d in documents if isinstance(d.get("error"), dict)]
         if answer.status == 404 and errors:
             return None
@@ -265,6 +356,11 @@ class JaegerQuery:
             message = str(errors[0].get("message", ""))[:300]
             raise TraceError(f"Jaeger at {self.shown} answered HTTP {answer.status} to {path}: {message}")
         results = [d["result"] for d in documents if isinstance(d.get("result"), dict)]
+        if answer.status >= 500:
+            raise TraceError(
+                f"Jaeger at {self.shown} answered HTTP {answer.status} to {path}, a server error without "
+                "a word of why: see Jaeger's log"
+            )
         if answer.status != 200 or not results:
             page = " (a web page)" if "html" in answer.content_type else ""
             raise TraceError(
@@ -312,7 +408,7 @@ class JaegerQuery:
     def services(self) -> list[str]:
         """The services Jaeger knows (empty when it answers otherwise)."""
         answer = self._get("/api/v3/services")
-        documents = _json_documents(answer.body) if answer.status == 200 else []
+        documents = self._documents(answer.body, "/api/v3/services") if answer.status == 200 else []
         names = documents[0].get("services") if documents else None
         return sorted(str(n) for n in names) if isinstance(names, list) else []
 
@@ -322,6 +418,8 @@ class JaegerQuery:
             answer = self._get("/")
         except JaegerUnreachable as error:
             return UiCheck(None, f"did not answer: {error.cause}")
+        except TraceError:  # only an answer too large to read
+            return UiCheck(None, f"answered with more than {MAX_ANSWER_MIB} MiB")
         if PLACEHOLDER.encode() in answer.body:
             return UiCheck(False)
         if answer.status == 200:
@@ -329,18 +427,23 @@ class JaegerQuery:
         return UiCheck(None, f"answered HTTP {answer.status}")
 
     def _spans(self, results: list[dict[str, Any]]) -> list[ReceivedSpan]:
+        """The spans of ``results``, each span id once (Jaeger's documents may repeat a span)."""
         try:
-            return [span for result in results for span in spans_from_otlp_json(result)]
-        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            spans = [span for result in results for span in spans_from_otlp_json(result)]
+        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as error:
             raise TraceError(
                 f"Jaeger at {self.shown} answered spans this command cannot read ({type(error).__name__}: "
                 f"{str(error)[:200]})"
             ) from error
+        unique: dict[str, ReceivedSpan] = {}
+        for span in spans:
+            unique.setdefault(span.span_id, span)
+        return list(unique.values())
 
 
 def _json_documents(body: bytes) -> list[dict[str, Any]]:
     """The JSON objects of a body holding one or several in a row (api_v3 streams its results);
-    empty when it is not JSON."""
+    empty when it is not JSON. ``RecursionError`` for JSON nested deeper than Python reads."""
     decoder = json.JSONDecoder()
     text = body.decode("utf-8", errors="replace")
     documents: list[dict[str, Any]] = []
@@ -395,8 +498,11 @@ def hex_id(value: object, size: int) -> str:
     return raw.hex()
 
 
-def any_value(value: Mapping[str, Any]) -> Any:
-    """An OTLP-JSON ``AnyValue`` as a Python value (int64s arrive as strings; bytes as base64)."""
+def any_value(value: Mapping[str, Any], depth: int = 0) -> Any:
+    """An OTLP-JSON ``AnyValue`` as a Python value (int64s arrive as strings; bytes as base64);
+    an array or key-value list nested deeper than :data:`MAX_VALUE_DEPTH` is shown as a marker."""
+    if depth > MAX_VALUE_DEPTH and ("arrayValue" in value or "kvlistValue" in value):
+        return f"(nested deeper than {MAX_VALUE_DEPTH} levels)"
     if "stringValue" in value:
         return str(value["stringValue"])
     if "boolValue" in value:
@@ -406,16 +512,16 @@ def any_value(value: Mapping[str, Any]) -> Any:
     if "doubleValue" in value:
         return float(value["doubleValue"])
     if "arrayValue" in value:
-        return [any_value(v) for v in value["arrayValue"].get("values", [])]
+        return [any_value(v, depth + 1) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
-        return attributes(value["kvlistValue"].get("values", []))
+        return attributes(value["kvlistValue"].get("values", []), depth + 1)
     if "bytesValue" in value:
         return base64.b64decode(value["bytesValue"])
     return None
 
 
-def attributes(key_values: list[Mapping[str, Any]]) -> dict[str, Any]:
-    return {str(kv["key"]): any_value(kv.get("value") or {}) for kv in key_values}
+def attributes(key_values: list[Mapping[str, Any]], depth: int = 0) -> dict[str, Any]:
+    return {str(kv["key"]): any_value(kv.get("value") or {}, depth) for kv in key_values}
 
 
 _KIND_NAMES: Final = {
@@ -557,11 +663,11 @@ def trace_json(spans: list[ReceivedSpan], jaeger: str) -> dict[str, Any]:
 
 
 def find(query: JaegerQuery, trace_id: str | None, service_name: str | None) -> list[ReceivedSpan]:
-    """The trace asked for; :class:`TraceError` when Jaeger has none."""
+    """The trace asked for; :class:`TraceNotFound` when Jaeger has none."""
     if trace_id is not None:
         spans = query.trace(trace_id)
         if spans is None:
-            raise TraceError(
+            raise TraceNotFound(
                 f"no trace {trace_id} in Jaeger at {query.shown} yet: spans reach Jaeger a few seconds "
                 "after the app exits (the SDK batches them, a Collector batches again); try again"
             )
@@ -571,7 +677,7 @@ def find(query: JaegerQuery, trace_id: str | None, service_name: str | None) -> 
     if spans is None:
         known = query.services()
         has = f"it has {', '.join(known)}" if known else "it has no service yet"
-        raise TraceError(
+        raise TraceNotFound(
             f"no trace of service {service_name!r} in Jaeger at {query.shown} in the last "
             f"{LOOKBACK_HOURS} hours ({has}): the app's OTEL_SERVICE_NAME names the service"
         )
@@ -579,31 +685,68 @@ def find(query: JaegerQuery, trace_id: str | None, service_name: str | None) -> 
 
 
 WAIT_POLL_SECONDS: Final = 0.5
+# How long Jaeger's answer must stay the same before ``--wait`` takes it: longer than a Collector's
+# batch (1 s in collector-config.yaml) plus Jaeger's own, so a trace on its way shows up within it.
+SETTLE_SECONDS: Final = 2.0
 
 
 def find_waiting(
     query: JaegerQuery, trace_id: str | None, service_name: str | None, wait: float
 ) -> list[ReceivedSpan]:
-    """:func:`find`, asked again every half second for up to ``wait`` seconds: until the trace is
-    there (Jaeger down or the trace not stored yet count as not yet), then until two reads in a row
-    hold the same spans (a trace still arriving: the app's batch, then the gateway's). Past
-    ``wait``, the last answer: the trace as stored by then, or the last :class:`TraceError`."""
+    """:func:`find`, asked again every half second for up to ``wait`` seconds (0: once).
+
+    First until there is an answer: Jaeger not reachable and no such trace (yet) are asked again,
+    any other failure is final. Then until the answer has stayed the same (the same trace id and the
+    same span ids) for :data:`SETTLE_SECONDS`: with a trace id, a trace still growing (the app's
+    batch, then the gateway's); with ``service_name``, the service's latest trace is looked up anew
+    each time, so a newer trace reaching Jaeger meanwhile (the run that just ended, while an older
+    one was found first) replaces the one found. A failure while settling keeps the trace found.
+
+    Guaranteed: what is printed is what Jaeger held at the last read, stable for
+    :data:`SETTLE_SECONDS` unless ``wait`` ran out first. Not guaranteed: a trace (or spans) that
+    reach Jaeger later than that is not waited for, and with ``service_name`` the latest trace may be
+    another run's (the service's runs are told apart by their start only)."""
+    if not wait:
+        return find(query, trace_id, service_name)
     deadline = time.monotonic() + wait
+    query.deadline = deadline
+    spans = _first_answer(query, trace_id, service_name, deadline)
+    return _settled(query, trace_id, service_name, spans, deadline)
+
+
+def _first_answer(
+    query: JaegerQuery, trace_id: str | None, service_name: str | None, deadline: float
+) -> list[ReceivedSpan]:
     while True:
         try:
-            spans = find(query, trace_id, service_name)
-            break
-        except TraceError:
+            return find(query, trace_id, service_name)
+        except NOT_YET:
             if time.monotonic() + WAIT_POLL_SECONDS > deadline:
                 raise
             time.sleep(WAIT_POLL_SECONDS)
-    while wait and time.monotonic() + WAIT_POLL_SECONDS <= deadline:
+
+
+def _settled(
+    query: JaegerQuery,
+    trace_id: str | None,
+    service_name: str | None,
+    spans: list[ReceivedSpan],
+    deadline: float,
+) -> list[ReceivedSpan]:
+    since = time.monotonic()
+    while time.monotonic() - since < SETTLE_SECONDS and time.monotonic() + WAIT_POLL_SECONDS <= deadline:
         time.sleep(WAIT_POLL_SECONDS)
-        again = query.trace(spans[0].trace_id) or spans
-        if {s.span_id for s in again} == {s.span_id for s in spans}:
-            break
-        spans = again
+        try:
+            again = find(query, trace_id, service_name)
+        except TraceError:
+            return spans
+        if _shape(again) != _shape(spans):
+            spans, since = again, time.monotonic()
     return spans
+
+
+def _shape(spans: list[ReceivedSpan]) -> tuple[str, frozenset[str]]:
+    return spans[0].trace_id, frozenset(span.span_id for span in spans)
 
 
 def run(
@@ -616,17 +759,32 @@ def run(
     wait: float = 0.0,
 ) -> int:
     """``otel-portkey trace``: 0 printed, 1 with one sentence on ``err`` when there is nothing to print
-    (after up to ``wait`` seconds of asking again: :func:`find_waiting`)."""
+    (after up to ``wait`` seconds of asking again: :func:`find_waiting`), 130 on Ctrl-C."""
     out, err = out or sys.stdout, err or sys.stderr
-    query = JaegerQuery(jaeger_url)
+    try:
+        return _run(trace_id, service_name, JaegerQuery(jaeger_url), as_json, out, err, wait)
+    except KeyboardInterrupt:
+        print("otel-portkey trace: interrupted", file=err)
+        return 130
+
+
+def _run(
+    trace_id: str | None,
+    service_name: str | None,
+    query: JaegerQuery,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    wait: float,
+) -> int:
     try:
         spans = find_waiting(query, trace_id, service_name, wait)
     except TraceError as error:
-        print(f"otel-portkey trace: {error}", file=err)
+        print(printable(f"otel-portkey trace: {error}"), file=err)
         return 1
     try:
         if as_json:
-            print(json.dumps(trace_json(spans, query.shown), indent=2), file=out)
+            print(json.dumps(trace_json(spans, query.shown), indent=2, default=_json_value), file=out)
         else:
             print_tree(trace_tree(spans, query.shown), file=out)
         out.flush()
@@ -634,3 +792,10 @@ def run(
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     return 0
+
+
+def _json_value(value: object) -> object:
+    """What ``--json`` prints of a value JSON has no type for: bytes as lowercase hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__name__} is not printed as JSON")
