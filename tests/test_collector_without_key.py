@@ -20,11 +20,10 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_portkey.testing import OtlpReceiver
+from test_durable_pipeline import make_spans
 
 from components import ROOT, Collector, Jaeger, span_id, trace_id_hex
 
@@ -34,20 +33,6 @@ WITHOUT_PORTKEY = ROOT / "examples" / "collector-without-portkey.yaml"
 SERVICE = "no-key-app"
 # A Collector log line: "2026-12-07T08:44:49.899Z<TAB>info<TAB>..." (its level second).
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\t(\w+)\t")
-
-
-def make_spans(traces: int, spans_per_trace: int) -> list[ReadableSpan]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("no-key")
-    for number in range(traces):
-        with tracer.start_as_current_span(f"request {number}"):
-            for child in range(spans_per_trace - 1):
-                with tracer.start_as_current_span(f"step {child}"):
-                    pass
-    provider.shutdown()
-    return list(memory.get_finished_spans())
 
 
 def export_metric(collector: Collector) -> None:
@@ -76,7 +61,7 @@ def scrape_until(collector: Collector, needle: str, timeout: float = 30) -> str:
 def test_without_a_key_the_collector_sends_to_jaeger_and_prometheus_only_and_quietly(
     go_binaries: dict[str, str], jaeger: Jaeger, tmp_path: Path
 ) -> None:
-    spans = make_spans(traces=3, spans_per_trace=3)
+    spans = make_spans(traces=3, spans_per_trace=3, service=SERVICE)
     expected = {(format(s.context.trace_id, "032x"), format(s.context.span_id, "016x")) for s in spans}
     trace_ids = {trace_id for trace_id, _ in expected}
     # Where Portkey's exporter would send, were it started: a stand-in taking any export, key or not.

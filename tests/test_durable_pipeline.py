@@ -41,10 +41,10 @@ PORTKEY_EXPORTER = "otlp_http/portkey"
 PORTKEY_PATH = "/v1/otel/v1/traces"
 
 
-def make_spans(traces: int, spans_per_trace: int) -> list[ReadableSpan]:
+def make_spans(traces: int, spans_per_trace: int, service: str = SERVICE) -> list[ReadableSpan]:
     """``traces`` traces of one root and ``spans_per_trace - 1`` children each, made by the SDK."""
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("durable")
     for number in range(traces):
