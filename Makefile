@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # The real components the tests run, cached under ~/.cache/otel-portkey (OTEL_PORTKEY_CACHE) and
 # ready before pytest starts: Jaeger v2 and an OpenTelemetry Collector built with Go
-# (components/build.sh; measured on a cold 2-core machine: 10-12 minutes, up to 20 under heavy
+# (components/build.sh; measured on a cold 2-core machine: 7-12 minutes, up to 20 under heavy
 # load, leaving about 6 GB of Go caches; seconds once cached), the OSS Portkey gateway from npm
 # (about 10 s), and Prometheus with promtool from Debian's package (components/install-prometheus.sh:
 # apt-get, as root or with sudo, when they are not installed; about 10 s). One line as each of these
