@@ -683,13 +683,16 @@ def test_an_unusable_jaeger_url_in_the_environment_is_one_sentence(url, monkeypa
 
 
 @pytest.mark.integration
-def test_ctrl_c_while_waiting_exits_130_with_one_line():
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "script-background"])
+def test_ctrl_c_while_waiting_exits_130_with_one_line(inherited):
+    """Ctrl-C ends a wait, also when the command inherits SIGINT ignored (a script's ``command &``)."""
     with _Scripted(lambda handler, n: handler.reply(404, NOT_FOUND, "application/json")) as jaeger:
         waiting = subprocess.Popen(
             [CLI, "trace", TRACE_ID, "--jaeger", jaeger.url, "--wait", "60"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
         )
         try:
             assert jaeger.asked.wait(60), "the command asked Jaeger"

@@ -152,7 +152,13 @@ def _trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except argparse.ArgumentTypeError as error:
             print(printable(f"otel-portkey trace: {ev.OTEL_PORTKEY_JAEGER_UI_URL}: {error}"), file=sys.stderr)
             return 1
-    return run(args.trace_id, args.service, jaeger, as_json=args.json, wait=args.wait)
+    from .gateway import stop_on_signals
+
+    restore = stop_on_signals()  # Ctrl-C ends a --wait even where SIGINT came in ignored
+    try:
+        return run(args.trace_id, args.service, jaeger, as_json=args.json, wait=args.wait)
+    finally:
+        restore()
 
 
 def _seconds(text: str) -> float:
