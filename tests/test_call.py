@@ -353,14 +353,7 @@ def test_the_metadata_the_plan_adds_is_within_its_budget_and_its_attributes_say_
 
 
 def test_a_request_with_no_portkey_header_gets_the_four_ids_named_after_its_caller():
-    facts = h.RequestFacts(
-        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
-        span_id=0x00F067AA0BA902B7,
-        gateway_span_id="cb01d5e57be3d309",
-        present={},
-        header_bytes=200,
-        method="POST",
-        url="http://gw.test/v1/chat/completions",
+    facts = chat_request(
         caller_name="chat\ngpt-4o",
         context_metadata=(("_user", "u1"),),
         resource_metadata=(("service", "svc"),),

@@ -58,8 +58,10 @@ from .span_tree import (
     add_spans,
     http_status,
     print_tree,
+    service,
     span_json,
     span_label,
+    text_attribute,
     upstream,
 )
 from .trace import (
@@ -181,7 +183,7 @@ def jaeger_pointer(trace_id: str, spans_sent_on: bool) -> JaegerPointer | None:
     spans went on to ``--otlp-endpoint`` and no Jaeger is named, in one at http://localhost:16686
     if one answers there. One GET of its base URL tells whether it serves its UI. A configured URL
     ``otel-portkey trace`` would refuse is said to be unusable, and not asked."""
-    configured = os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
+    configured = _configured_jaeger()
     if not trace_id or not (configured or spans_sent_on):
         return None
     if configured and usable_jaeger_url(configured) is None:
@@ -200,7 +202,7 @@ def jaeger_pointer(trace_id: str, spans_sent_on: bool) -> JaegerPointer | None:
         url=query.shown,
         trace_command=trace_command(trace_id, configured or DEFAULT_JAEGER),
         has_ui=check.has_ui,
-        ui_link=f"{query.shown}/trace/{trace_id}" if check.has_ui else None,
+        ui_link=ui_page(configured or DEFAULT_JAEGER, trace_id) if check.has_ui else None,
         problem=check.problem,
     )
 
@@ -216,8 +218,18 @@ def usable_jaeger_url(url: str) -> str | None:
 def jaeger_link(trace_id: str) -> str | None:
     """The UI's page of ``trace_id`` at ``OTEL_PORTKEY_JAEGER_UI_URL``, as shown (no password, no
     query); None when that is unset or no usable URL."""
-    configured = usable_jaeger_url(os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, ""))
-    return f"{shown_url(configured)}/trace/{trace_id}" if configured and trace_id else None
+    configured = usable_jaeger_url(_configured_jaeger())
+    return ui_page(configured, trace_id) if configured and trace_id else None
+
+
+def _configured_jaeger() -> str:
+    """``OTEL_PORTKEY_JAEGER_UI_URL`` as set ("" when unset), without a trailing slash."""
+    return os.environ.get(ev.OTEL_PORTKEY_JAEGER_UI_URL, "").rstrip("/")
+
+
+def ui_page(jaeger_url: str, trace_id: str) -> str:
+    """The Jaeger UI's page of ``trace_id``, as shown (no password, no query)."""
+    return f"{shown_url(jaeger_url)}/trace/{trace_id}"
 
 
 @dataclass
@@ -600,7 +612,7 @@ def _result(
 
 def _from_gateway(span: ReceivedSpan) -> bool:
     """A span the traced gateway exported (its resource names it), not one of the agent's."""
-    return span.resource.get("service.name") == GATEWAY_SERVICE
+    return service(span) == GATEWAY_SERVICE
 
 
 def _gateway_node(http_span_id: str, spans: list[ReceivedSpan]) -> GatewayNode | None:
@@ -626,15 +638,12 @@ def _gateway_node(http_span_id: str, spans: list[ReceivedSpan]) -> GatewayNode |
         key=lambda s: s.start_ns,
     )
 
-    def text(value: object) -> str | None:
-        return value if isinstance(value, str) else None
-
     return GatewayNode(
         service=GATEWAY_SERVICE,
         span_id=server.span_id,
         parent_span_id=server.parent_span_id,
-        portkey_span_id=text(server.attributes.get(h.ATTR_SPAN_ID)),
-        portkey_trace_id=text(server.attributes.get(h.ATTR_TRACE_ID)),
+        portkey_span_id=text_attribute(server, h.ATTR_SPAN_ID),
+        portkey_trace_id=text_attribute(server, h.ATTR_TRACE_ID),
         status_code=http_status(server),
         duration_ms=round(server.duration_ms, 2),
         attempts=[

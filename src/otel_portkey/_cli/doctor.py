@@ -241,8 +241,9 @@ def diagnose(
             "pip install openai or portkey-ai",
         )
 
-    _instrumentations(report, env, exporter_setup_fails(env))
-    _exporters(report, env, probe or _probe, settings.metrics, meter_provider)
+    plans = _signal_plans(env)
+    _instrumentations(report, env, _unloadable(plans))
+    _exporters(report, env, plans, probe or _probe, settings.metrics, meter_provider)
     _reachability(report, env, settings)
 
     report.add("")
@@ -708,10 +709,10 @@ def _signal_plans(env: dict[str, str]) -> list[_SignalPlan] | None:
     return plans
 
 
-def exporter_setup_fails(env: dict[str, str]) -> bool:
+def _unloadable(plans: list[_SignalPlan] | None) -> bool:
     """Whether ``opentelemetry-instrument`` cannot load an exporter it is asked for (and so runs the
     app without OpenTelemetry: see :data:`WITHOUT_OTEL`)."""
-    return any(plan.unknown or plan.missing for plan in _signal_plans(env) or [])
+    return any(plan.unknown or plan.missing for plan in plans or [])
 
 
 def _would_go_out(exports: list[OtlpExport]) -> str:
@@ -735,6 +736,7 @@ def _would_go_out(exports: list[OtlpExport]) -> str:
 def _exporters(
     report: Report,
     env: dict[str, str],
+    plans: list[_SignalPlan] | None,
     probe: _Probe,
     bridge_metrics: bool = True,
     meter_provider: metrics.MeterProvider | None = None,
@@ -745,7 +747,6 @@ def _exporters(
     be loaded is one problem for all signals, saying what ``opentelemetry-instrument`` then does."""
     report.add("")
     report.add("Exporters under opentelemetry-instrument")
-    plans = _signal_plans(env)
     if plans is None:
         report.add("  no configurator installed: opentelemetry-instrument sets up no tracer provider")
         report.problem(
@@ -753,7 +754,7 @@ def _exporters(
             "pip install opentelemetry-distro",
         )
         return
-    setup_fails = any(plan.unknown or plan.missing for plan in plans)
+    setup_fails = _unloadable(plans)
     effective = effective_environment(env, bool(list(metadata.entry_points(group="opentelemetry_distro"))))
     logging_setting = effective.get(ev.OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, "")
     logging_on = logging_setting.strip().lower() == "true"

@@ -429,16 +429,12 @@ class JaegerQuery:
     def _spans(self, results: list[dict[str, Any]]) -> list[ReceivedSpan]:
         """The spans of ``results``, each span id once (Jaeger's documents may repeat a span)."""
         try:
-            spans = [span for result in results for span in spans_from_otlp_json(result)]
+            return spans_from_otlp_json(*results)
         except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as error:
             raise TraceError(
                 f"Jaeger at {self.shown} answered spans this command cannot read ({type(error).__name__}: "
                 f"{str(error)[:200]})"
             ) from error
-        unique: dict[str, ReceivedSpan] = {}
-        for span in spans:
-            unique.setdefault(span.span_id, span)
-        return list(unique.values())
 
 
 def _json_documents(body: bytes) -> list[dict[str, Any]]:
@@ -534,11 +530,12 @@ _KIND_NAMES: Final = {
 }
 
 
-def spans_from_otlp_json(traces_data: Mapping[str, Any]) -> list[ReceivedSpan]:
-    """The spans of an OTLP-JSON ``TracesData`` (what api_v3 answers in ``result``), each once (a
-    span stored twice comes back twice), as the demo's receiver decodes OTLP/protobuf."""
+def spans_from_otlp_json(*traces_data: Mapping[str, Any]) -> list[ReceivedSpan]:
+    """The spans of OTLP-JSON ``TracesData`` (what api_v3 answers in each ``result``), each span id
+    once across them all (a span stored twice comes back twice), as the demo's receiver decodes
+    OTLP/protobuf."""
     spans: dict[str, ReceivedSpan] = {}
-    for resource_spans in traces_data.get("resourceSpans") or []:
+    for resource_spans in (rs for data in traces_data for rs in data.get("resourceSpans") or []):
         resource = attributes((resource_spans.get("resource") or {}).get("attributes") or [])
         for scope_spans in resource_spans.get("scopeSpans") or []:
             for span in scope_spans.get("spans") or []:
