@@ -275,6 +275,9 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
                 [collector.prometheus_endpoint],
                 rule_files=RULES,
                 honor_labels=True,
+                # Scrapes faster than the app's exports (500 ms): the Collector's exporter shows an
+                # export's exemplars only until the next one, and each must be scraped (README).
+                scrape_interval="200ms",
                 own_telemetry=[collector.own_metrics_address],
             )
             port = free_port()
