@@ -447,10 +447,16 @@ class Prometheus(_Process):
             raise PrometheusError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """The instant vector ``promql`` evaluates to now (``GET /api/v1/query``): a list of
-        ``{"metric": {label: value}, "value": [timestamp, "value"]}``."""
-        data = self._api("/api/v1/query", query=promql)
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The instant vector ``promql`` evaluates to now, or at ``at`` (Unix seconds; ``GET
+        /api/v1/query``): a list of ``{"metric": {label: value}, "value": [timestamp, "value"]}``.
+
+        Several queries meant to read one moment pass the same ``at`` (a timestamp a
+        ``wait_for`` result holds): a scrape that fails in between (under load, one slower than
+        the scrape interval) marks its target's series stale, and a query at "now" would find
+        none."""
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        data = self._api("/api/v1/query", **params)
         if data["resultType"] != "vector":
             raise PrometheusError(f"{promql!r} is a {data['resultType']}, not an instant vector")
         result: list[dict[str, Any]] = data["result"]

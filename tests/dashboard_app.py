@@ -2,8 +2,10 @@
 OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true and a small span queue: the calls of
 tests/monitoring_app.py (plain, retried, fallen back on, streamed, unsampled) through a Portkey
 gateway; then (``PHASE=first``) a call its upstream fails (the gateway answers 500), or (second) a
-call to another model; then a burst of spans faster than the SDK's queue can take (the SDK drops
-some: error.type=queue_full), a bigger one the second time so that the count Prometheus sees grows."""
+call to another model and one more plain call; then a burst of spans faster than the SDK's queue can
+take (the SDK drops some: error.type=queue_full), a bigger one the second time. The app exports its
+metrics once, at exit: the second run's plain calls and drops outnumber the first's, so the counts
+Prometheus sees grow."""
 
 from __future__ import annotations
 
@@ -34,4 +36,5 @@ if __name__ == "__main__":
         burst(BURST)
     else:
         client(route(os.environ["MODEL_OK"])).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        call("plain", route(os.environ["MODEL_OK"]))
         burst(3 * BURST)

@@ -204,6 +204,7 @@ def test_the_variables_select_bounded_labels() -> None:
 class Scenario:
     prometheus: Any
     started: float
+    at: float  # when the panels are read (Prometheus.query's ``at``)
     statuses: list[int]
     counts: dict[str, int] = field(default_factory=dict)  # panel title -> series Prometheus returned
 
@@ -275,9 +276,6 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
                 [collector.prometheus_endpoint],
                 rule_files=RULES,
                 honor_labels=True,
-                # Scrapes faster than the app's exports (500 ms): the Collector's exporter shows an
-                # export's exemplars only until the next one, and each must be scraped (README).
-                scrape_interval="200ms",
                 own_telemetry=[collector.own_metrics_address],
             )
             port = free_port()
@@ -298,7 +296,10 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
                     OTEL_SERVICE_NAME=SERVICE,
                     OTEL_RESOURCE_ATTRIBUTES="service.instance.id=dashboard-app-1",  # one series, both runs
                     OTEL_METRICS_EXPORTER="otlp",
-                    OTEL_METRIC_EXPORT_INTERVAL="500",
+                    # One export per run, at its exit: the Collector's exporter shows only an
+                    # app's latest export, exemplars included, so each stays until Prometheus
+                    # has scraped it (README, "Into Prometheus").
+                    OTEL_METRIC_EXPORT_INTERVAL="600000",
                     OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED="true",
                     OTEL_BSP_MAX_QUEUE_SIZE="64",
                     OTEL_BSP_MAX_EXPORT_BATCH_SIZE="64",
@@ -310,8 +311,8 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
                 )
                 first = run_instrumented("tests/dashboard_app.py", {**env, "PHASE": "first"})
                 assert first.returncode == 0, first.stderr[-3000:]
-                # The gateway exports its metrics every 10 s and the app's last points leave at its
-                # exit: once Prometheus has both, a second run makes every counter grow.
+                # The gateway exports its metrics every 10 s and the app's points leave at its exit:
+                # once Prometheus has both, a second run makes the counters grow.
                 for promql in (
                     f'http_server_request_duration_seconds_count{{job="{GATEWAY_SERVICE}"}}',
                     f'otel_sdk_processor_span_processed_total{{job="{SERVICE}", error_type="queue_full"}}',
@@ -340,7 +341,10 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
                 " and otelcol_exporter_send_failed_spans > 0",
             ):
                 assert prometheus.wait_for(promql, bool, timeout=60), promql
-            yield Scenario(prometheus, started, statuses)
+            # The moment every panel is read at: one whose latest scrape of both targets succeeded.
+            scraped = prometheus.wait_for("min(up) == 1", bool, timeout=60)
+            assert scraped, "Prometheus scrapes the Collector's two endpoints"
+            yield Scenario(prometheus, started, float(scraped[0]["value"][0]), statuses)
         finally:
             if prometheus is not None:
                 prometheus.stop()
@@ -383,7 +387,7 @@ def test_every_panel_answers_from_a_real_prometheus(scenario: Scenario) -> None:
                 )
                 labels = set(prometheus._api("/api/v1/labels", **{"match[]": name}))
                 assert parsed.labels <= labels | {"__name__"}, (title, name, parsed.labels - labels)
-            result = prometheus.query(expr)
+            result = prometheus.query(expr, at=scenario.at)
             if not result:
                 empty.append(f"{title} [{target['refId']}] {expr}")
             count += len(result)
@@ -403,7 +407,9 @@ def test_every_panel_answers_from_a_real_prometheus(scenario: Scenario) -> None:
     }
     print(
         "series stored:\n"
-        + "\n".join(f"  {prometheus.query(q)[0]['value'][1]:>4}  {w}" for w, q in stored.items())
+        + "\n".join(
+            f"  {prometheus.query(q, at=scenario.at)[0]['value'][1]:>4}  {w}" for w, q in stored.items()
+        )
     )
 
 
@@ -416,7 +422,7 @@ def test_the_panels_show_what_the_scenario_did(scenario: Scenario) -> None:
     def panel_query(title: str, ref: str = "A") -> list[dict[str, Any]]:
         (panel,) = [p for p in panels(board) if p["title"] == title]
         (target,) = [t for t in panel["targets"] if t["refId"] == ref]
-        result: list[dict[str, Any]] = prometheus.query(substituted(target["expr"], board))
+        result: list[dict[str, Any]] = prometheus.query(substituted(target["expr"], board), at=scenario.at)
         return result
 
     def by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
@@ -424,12 +430,13 @@ def test_the_panels_show_what_the_scenario_did(scenario: Scenario) -> None:
 
     assert set(by(panel_query("Error ratio by error.type"), "error_type")) == {"500"}
     calls = f'portkey_gateway_request_duration_seconds_count{{job="{SERVICE}"}}'
-    assert by(prometheus.query(f"sum by (portkey_fallback) ({calls})"), "portkey_fallback")["true"] > 0
+    fallbacks = prometheus.query(f"sum by (portkey_fallback) ({calls})", at=scenario.at)
+    assert by(fallbacks, "portkey_fallback")["true"] > 0
     assert "gpt-4o" in by(panel_query("Fallback ratio"), "gen_ai_request_model")
     assert by(panel_query("Calls/s per portkey.cache.status"), "portkey_cache_status").keys() == {"DISABLED"}
     attempts = panel_query("Upstream attempts/s per provider host and status")
     attempted = f'http_client_request_duration_seconds_count{{job="{GATEWAY_SERVICE}"}}'
-    raw = prometheus.query(f"sum by (http_response_status_code) ({attempted})")
+    raw = prometheus.query(f"sum by (http_response_status_code) ({attempted})", at=scenario.at)
     assert {s["metric"]["http_response_status_code"] for s in attempts} >= {"200", "429", "500"}, (
         attempts,
         raw,

@@ -285,14 +285,15 @@ def test_prometheus_answers_the_gateways_attempts_per_upstream_and_status(run, p
         for s in result
     }
     assert {key: value for key, value in found.items() if key[0] in {p for p, _ in expected}} == expected
-    assert {s["metric"].get("server_address") for s in prometheus.query(attempts)} == {"127.0.0.1"}
+    at = float(result[0]["value"][0])  # the queries below read the same moment
+    assert {s["metric"].get("server_address") for s in prometheus.query(attempts, at=at)} == {"127.0.0.1"}
     served = f"http_server_request_duration_seconds_count{{{job}}}"
     answered = by(
-        prometheus.query(f"sum by (http_response_status_code) ({served})"), "http_response_status_code"
+        prometheus.query(f"sum by (http_response_status_code) ({served})", at=at), "http_response_status_code"
     )
     assert answered == {"200": 3.0, "404": 1.0}, "one server duration per call, with what it answered"
     for histogram in ("http_server_request_duration_seconds_sum", "http_client_request_duration_seconds_sum"):
-        (total,) = prometheus.query(f"sum({histogram}{{{job}}})")
+        (total,) = prometheus.query(f"sum({histogram}{{{job}}})", at=at)
         assert float(total["value"][1]) > 0
 
 

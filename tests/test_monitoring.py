@@ -91,22 +91,23 @@ def test_prometheus_answers_what_the_gateway_did_and_exemplars_lead_to_jaeger(
 
     # What Prometheus answers.
     total = prometheus.wait_for(f"sum({CALLS})", lambda r: bool(r) and float(r[0]["value"][1]) >= 9)
+    at = float(total[0]["value"][0])  # every query below reads that moment
     assert float(total[0]["value"][1]) == len(answers), "every call, the unsampled one included"
-    assert by(prometheus.query(f"sum by (portkey_provider) ({CALLS})"), "portkey_provider") == {
+    assert by(prometheus.query(f"sum by (portkey_provider) ({CALLS})", at=at), "portkey_provider") == {
         provider: float(count) for provider, count in sent_providers.items()
     }
-    assert by(prometheus.query(f"sum by (portkey_fallback) ({CALLS})"), "portkey_fallback") == {
+    assert by(prometheus.query(f"sum by (portkey_fallback) ({CALLS})", at=at), "portkey_fallback") == {
         "true": float(sent_fallbacks),
         "false": float(len(answers) - sent_fallbacks),
     }
-    assert float(prometheus.query(f"sum({RETRIES})")[0]["value"][1]) == sent_retries
+    assert float(prometheus.query(f"sum({RETRIES})", at=at)[0]["value"][1]) == sent_retries
     assert by(
-        prometheus.query(f"sum by (http_response_status_code) ({CALLS})"), "http_response_status_code"
+        prometheus.query(f"sum by (http_response_status_code) ({CALLS})", at=at), "http_response_status_code"
     ) == {"200": float(len(answers))}
-    models = by(prometheus.query(f"sum by (gen_ai_request_model) ({CALLS})"), "gen_ai_request_model")
+    models = by(prometheus.query(f"sum by (gen_ai_request_model) ({CALLS})", at=at), "gen_ai_request_model")
     # The calling GenAI span's model; an unsampled GenAI span records none, so its call has no model.
     assert models == {"gpt-4o": float(len(answers) - 1), "": 1.0}
-    assert prometheus.query(CALLS.replace("}", ',error_type!=""}')) == []
+    assert prometheus.query(CALLS.replace("}", ',error_type!=""}'), at=at) == []
 
     # Exemplars: a bucket leads to its call's trace in Jaeger, to the very POST span.
     sampled = {c["trace_id"] for c in calls if c["kind"] != "unsampled"}
