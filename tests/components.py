@@ -186,6 +186,11 @@ class Jaeger(_Process):
                 if error.code != 404:
                     raise
                 ids = set()
+            except OSError:  # refused, reset or slow under load: ask again until the deadline
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+                continue
             if ids or time.monotonic() > deadline:
                 return sorted(ids)
             time.sleep(0.3)
@@ -214,6 +219,11 @@ class Jaeger(_Process):
                 if error.code != 404:
                     raise
                 stored = []
+            except OSError:  # refused, reset or slow under load: ask again until the deadline
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+                continue
             complete = len(stored) >= spans and previous is not None and len(previous) == len(stored)
             if complete or time.monotonic() > deadline:
                 return stored

@@ -307,3 +307,11 @@ def test_print_preload_prints_the_shipped_file(monkeypatch, capsys):
     printed = Path(capsys.readouterr().out.strip())
     assert printed == gateway_preload()
     assert printed.read_text().startswith("// OpenTelemetry for an OSS Portkey gateway")
+
+
+@pytest.mark.unit
+def test_free_port_never_hands_out_a_port_twice():
+    """A thousand ports, none bound meanwhile (as when children bind them later): all different,
+    though the kernel, picking at random among free ports, would repeat some."""
+    ports = [free_port() for _ in range(1000)]
+    assert len(set(ports)) == len(ports)

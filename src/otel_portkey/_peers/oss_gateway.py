@@ -147,11 +147,24 @@ def _npm_failure(version: str, stderr: str) -> str:
     return f"npm install of {packages} failed: {last or 'no output'}"
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago, and that this process has not handed out
+    before. Ports are often bound later, by a child process; meanwhile the kernel could pick the
+    same free port again (a component's five ports colliding with each other or another's), so a
+    port is never handed out twice, for as long as other free ones come up."""
+    with _handed_out_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = int(probe.getsockname()[1])
+            if port not in _handed_out:
+                break
+        _handed_out.add(port)
+        return port
 
 
 def route_headers(model_base_url: str) -> dict[str, str]:
