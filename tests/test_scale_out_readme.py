@@ -230,6 +230,8 @@ def test_the_scale_out_block_runs_as_written(go_binaries, tmp_path):
     try:
         ran = [shell.paste(part) for part in parts[:stop]]
         look = next(p for p in ran if "otel-portkey trace" in p.paragraph)  # its status: at the end
+        counts = next(p for p in ran if "/metrics" in p.paragraph)  # the samplers' own counts
+        assert ran.index(look) < ran.index(counts), "the counts are read once the trace is whole"
         for pasted in ran:
             if pasted is not look:
                 assert pasted.status == 0, f"{pasted.paragraph}\n{pasted.stdout}\n{pasted.stderr}"
@@ -249,7 +251,7 @@ def test_the_scale_out_block_runs_as_written(go_binaries, tmp_path):
             "exporter_otlp_grpc_jaeger_traces"
         ]
         spans = assert_jaeger_holds_every_run_whole()
-        assert_samplers_kept_every_span(look.stdout, spans)
+        assert_samplers_kept_every_span(counts.stdout, spans)
 
         stopped = shell.paste(parts[stop], timeout=120)
         assert stopped.status == 0, stopped.stderr
