@@ -268,25 +268,8 @@ def test_wait_asks_again_until_the_trace_is_stored(jaeger):
     url = query_url(jaeger)
     service = f"trace-wait-{uuid.uuid4().hex[:8]}"
     assert cli("trace", "--service", service, "--jaeger", url).returncode == 1  # not there yet
-    with _Relay(url) as relay:
-        waiting = subprocess.Popen(
-            [CLI, "trace", "--service", service, "--jaeger", relay.url, "--wait", "30"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert relay.searched.wait(60), "the command looked for the service's traces"
-            time.sleep(0.5)  # its next request is held until the trace is stored
-            assert waiting.poll() is None, "still waiting for the trace"
-            trace_id = export_call_trace(jaeger, service)
-            jaeger.trace(trace_id, spans=7)
-            relay.release.set()
-            out, err = waiting.communicate(timeout=60)
-        finally:
-            waiting.kill()
-            waiting.wait()
-    assert waiting.returncode == 0, err
+    code, out, err, trace_id = store_while_waiting(jaeger, service, wait=30)
+    assert code == 0, err
     stored = jaeger.trace(trace_id, spans=7)  # Jaeger's own answer: every span of the trace
     assert out.splitlines()[0].startswith(f"OTel trace {trace_id}")
     for span in stored:
@@ -892,6 +875,31 @@ class _Relay(LoopbackService):
         self._server = LoopbackServer(Handler)
 
 
+def store_while_waiting(jaeger, service: str, wait: int) -> tuple[int, str, str, str]:
+    """Runs ``trace --service SERVICE --wait WAIT`` through a ``_Relay``; once the command has
+    searched (and is still waiting), a call trace of ``service`` is exported and stored before the
+    command asks again. Returns its exit status, what it printed and the stored trace's id."""
+    with _Relay(query_url(jaeger)) as relay:
+        waiting = subprocess.Popen(
+            [CLI, "trace", "--service", service, "--jaeger", relay.url, "--wait", str(wait)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert relay.searched.wait(60), "the command looked for the service's latest trace"
+            time.sleep(0.5)  # its next request is held until the trace is stored
+            assert waiting.poll() is None, "still waiting"
+            trace_id = export_call_trace(jaeger, service)
+            jaeger.trace(trace_id, spans=7)  # stored
+            relay.release.set()
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            waiting.kill()
+            waiting.wait()
+    return waiting.returncode, out, err, trace_id
+
+
 @pytest.mark.integration
 def test_wait_with_a_service_prints_the_trace_that_reached_jaeger_meanwhile(jaeger):
     """Jaeger holds an older trace of the service when the command first looks: the run that ends
@@ -899,21 +907,6 @@ def test_wait_with_a_service_prints_the_trace_that_reached_jaeger_meanwhile(jaeg
     service = f"trace-newer-{uuid.uuid4().hex[:8]}"
     older = export_call_trace(jaeger, service, start_ns=time.time_ns() - 30 * 10**9)
     jaeger.trace(older, spans=7)
-    with _Relay(query_url(jaeger)) as relay:
-        waiting = subprocess.Popen(
-            [CLI, "trace", "--service", service, "--jaeger", relay.url, "--wait", "10"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert relay.searched.wait(60), "the command looked for the service's latest trace"
-            newer = export_call_trace(jaeger, service)
-            jaeger.trace(newer, spans=7)  # stored
-            relay.release.set()
-            out, err = waiting.communicate(timeout=60)
-        finally:
-            waiting.kill()
-            waiting.wait()
-    assert waiting.returncode == 0, err
+    code, out, err, newer = store_while_waiting(jaeger, service, wait=10)
+    assert code == 0, err
     assert out.startswith(f"OTel trace {newer}  "), out.splitlines()[0]
