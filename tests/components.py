@@ -385,7 +385,7 @@ class PrometheusError(RuntimeError):
 
 
 class Prometheus(_Process):
-    """Prometheus (Debian's package, 2.42) scraping ``targets`` every ``scrape_interval``, with its TSDB in
+    """Prometheus (Debian's package, 2.42) scraping ``targets`` every ``scrape_seconds``, with its TSDB in
     a temporary directory, exemplar storage on, and its API on a free 127.0.0.1 port (``port`` to choose
     it, e.g. to scrape itself).
 
@@ -400,7 +400,7 @@ class Prometheus(_Process):
         binary: str,
         targets: list[str],
         rule_files: list[str | Path] | None = None,
-        scrape_interval: str = "1s",
+        scrape_seconds: float = 1.0,
         job: str = "otel-portkey",
         port: int | None = None,
         honor_labels: bool = False,
@@ -412,6 +412,8 @@ class Prometheus(_Process):
         ``otel-collector-self`` like there."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.scrape_seconds = scrape_seconds  # also each scrape's timeout: none is set
+        scrape_interval = f"{round(scrape_seconds * 1000)}ms"
         self._dir = tempfile.TemporaryDirectory(prefix="otel-portkey-prometheus-")
         self.config_path = Path(self._dir.name) / "prometheus.yml"
         config = {  # JSON is YAML
@@ -461,10 +463,9 @@ class Prometheus(_Process):
         """The instant vector ``promql`` evaluates to now, or at ``at`` (Unix seconds; ``GET
         /api/v1/query``): a list of ``{"metric": {label: value}, "value": [timestamp, "value"]}``.
 
-        Several queries meant to read one moment pass the same ``at`` (a timestamp a
-        ``wait_for`` result holds): a scrape that fails in between (under load, one slower than
-        the scrape interval) marks its target's series stale, and a query at "now" would find
-        none."""
+        Several queries meant to read one moment pass the same ``at``, from ``settled``: a scrape
+        that fails (under load, one slower than the scrape interval) marks its target's series
+        stale, and a query at "now" after it would find none."""
         params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
         data = self._api("/api/v1/query", **params)
         if data["resultType"] != "vector":
@@ -483,6 +484,25 @@ class Prometheus(_Process):
             if predicate(result) or time.monotonic() > deadline:
                 return result
             time.sleep(0.25)
+
+    def settled(
+        self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30
+    ) -> tuple[list[dict[str, Any]], float]:
+        """``wait_for``, then the moment its result was evaluated at, once any scrape that was under
+        way then has ended: a scrape that fails writes its stale markers at its start, so a moment
+        is kept only when ``promql`` still holds there afterwards. Returns the result and that
+        moment, for ``query(..., at=)``; past ``timeout``, the last result (the caller's assertions
+        then say what is missing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.wait_for(promql, predicate, max(deadline - time.monotonic(), 0))
+            if not (result and predicate(result)):
+                return result, time.time()
+            at = float(result[0]["value"][0])
+            time.sleep(self.scrape_seconds + 0.5)  # a scrape's timeout is its interval
+            again = self.query(promql, at=at)
+            if predicate(again) or time.monotonic() > deadline:
+                return again, at
 
     def exemplars(self, promql: str, start: float, end: float) -> list[dict[str, Any]]:
         """The exemplars of the series ``promql`` selects between ``start`` and ``end`` (Unix seconds;

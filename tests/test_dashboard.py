@@ -342,9 +342,9 @@ def scenario(go_binaries: dict[str, str], prometheus_binary: dict[str, str]) -> 
             ):
                 assert prometheus.wait_for(promql, bool, timeout=60), promql
             # The moment every panel is read at: one whose latest scrape of both targets succeeded.
-            scraped = prometheus.wait_for("min(up) == 1", bool, timeout=60)
+            scraped, at = prometheus.settled("min(up) == 1", bool, timeout=60)
             assert scraped, "Prometheus scrapes the Collector's two endpoints"
-            yield Scenario(prometheus, started, float(scraped[0]["value"][0]), statuses)
+            yield Scenario(prometheus, started, at, statuses)
         finally:
             if prometheus is not None:
                 prometheus.stop()

@@ -277,7 +277,8 @@ def test_prometheus_answers_the_gateways_attempts_per_upstream_and_status(run, p
         (str(run.ok.port), "404"): 1.0,  # Google's
     }
     query = f"sum by (server_port, http_response_status_code) ({attempts})"
-    result = prometheus.wait_for(
+    # the queries below read the moment this one held, once no scrape then can still fail
+    result, at = prometheus.settled(
         query, lambda r: sum(float(s["value"][1]) for s in r) >= sum(expected.values())
     )
     found = {
@@ -285,7 +286,6 @@ def test_prometheus_answers_the_gateways_attempts_per_upstream_and_status(run, p
         for s in result
     }
     assert {key: value for key, value in found.items() if key[0] in {p for p, _ in expected}} == expected
-    at = float(result[0]["value"][0])  # the queries below read the same moment
     assert {s["metric"].get("server_address") for s in prometheus.query(attempts, at=at)} == {"127.0.0.1"}
     served = f"http_server_request_duration_seconds_count{{{job}}}"
     answered = by(

@@ -90,8 +90,8 @@ def test_prometheus_answers_what_the_gateway_did_and_exemplars_lead_to_jaeger(
     assert sent_retries >= 1
 
     # What Prometheus answers.
-    total = prometheus.wait_for(f"sum({CALLS})", lambda r: bool(r) and float(r[0]["value"][1]) >= 9)
-    at = float(total[0]["value"][0])  # every query below reads that moment
+    # every query below reads the moment this one held, once no scrape then can still fail
+    total, at = prometheus.settled(f"sum({CALLS})", lambda r: bool(r) and float(r[0]["value"][1]) >= 9)
     assert float(total[0]["value"][1]) == len(answers), "every call, the unsampled one included"
     assert by(prometheus.query(f"sum by (portkey_provider) ({CALLS})", at=at), "portkey_provider") == {
         provider: float(count) for provider, count in sent_providers.items()

@@ -850,9 +850,9 @@ def test_a_request_does_not_outlast_the_wait(capsys):
 
 
 class _Relay(LoopbackService):
-    """Relays each GET to ``target`` (the real Jaeger); ``searched`` is set once a search for a
-    service's traces has been answered, and every later request waits for ``release`` (so that
-    what the test does meanwhile happens before the command asks again, however slow the machine)."""
+    """Relays each GET to ``target`` (the real Jaeger); ``searched`` is set as the first search for
+    a service's traces is answered, and every later request waits for ``release`` (so that what the
+    test does meanwhile happens before the command asks again, however slow the machine)."""
 
     def __init__(self, target):
         self.searched = threading.Event()
@@ -868,9 +868,9 @@ class _Relay(LoopbackService):
                         status, body, kind = answer.status, answer.read(), answer.headers["content-type"]
                 except urllib.error.HTTPError as error:
                     status, body, kind = error.code, error.read(), error.headers["content-type"]
-                self.reply(status, body, kind)
                 if self.path.startswith("/api/v3/traces?"):
-                    relay.searched.set()
+                    relay.searched.set()  # before the answer: the command's next request is held
+                self.reply(status, body, kind)
 
         self._server = LoopbackServer(Handler)
 
@@ -895,6 +895,7 @@ def store_while_waiting(jaeger, service: str, wait: int) -> tuple[int, str, str,
             relay.release.set()
             out, err = waiting.communicate(timeout=60)
         finally:
+            relay.release.set()
             waiting.kill()
             waiting.wait()
     return waiting.returncode, out, err, trace_id
@@ -907,6 +908,6 @@ def test_wait_with_a_service_prints_the_trace_that_reached_jaeger_meanwhile(jaeg
     service = f"trace-newer-{uuid.uuid4().hex[:8]}"
     older = export_call_trace(jaeger, service, start_ns=time.time_ns() - 30 * 10**9)
     jaeger.trace(older, spans=7)
-    code, out, err, newer = store_while_waiting(jaeger, service, wait=10)
+    code, out, err, newer = store_while_waiting(jaeger, service, wait=30)
     assert code == 0, err
     assert out.startswith(f"OTel trace {newer}  "), out.splitlines()[0]
