@@ -173,24 +173,10 @@ class Jaeger(_Process):
         url = f"http://127.0.0.1:{self.ports['QUERY_HTTP']}/api/v3/traces?{urllib.parse.urlencode(window)}"
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                with urllib.request.urlopen(url, timeout=30) as response:  # thousands of spans at most
-                    body = json.load(response)
-                ids = {
-                    trace_id_hex(span["traceId"])
-                    for resource_spans in body["result"]["resourceSpans"]
-                    for scope_spans in resource_spans.get("scopeSpans", [])
-                    for span in scope_spans.get("spans", [])
-                }
-            except urllib.error.HTTPError as error:
-                if error.code != 404:
-                    raise
-                ids = set()
-            except OSError:  # refused, reset or slow under load: ask again until the deadline
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+            stored = _stored_spans(url, deadline, request_timeout=30)  # thousands of spans at most
+            if stored is None:
                 continue
+            ids = {trace_id_hex(span["traceId"]) for span in stored}
             if ids or time.monotonic() > deadline:
                 return sorted(ids)
             time.sleep(0.3)
@@ -206,29 +192,38 @@ class Jaeger(_Process):
         deadline = time.monotonic() + timeout
         previous: list[dict[str, Any]] | None = None
         while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    body = json.load(response)
-                stored = [
-                    span
-                    for resource_spans in body["result"]["resourceSpans"]
-                    for scope_spans in resource_spans.get("scopeSpans", [])
-                    for span in scope_spans.get("spans", [])  # a span stored twice leaves an empty entry
-                ]
-            except urllib.error.HTTPError as error:
-                if error.code != 404:
-                    raise
-                stored = []
-            except OSError:  # refused, reset or slow under load: ask again until the deadline
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+            stored = _stored_spans(url, deadline, request_timeout=5)
+            if stored is None:
                 continue
             complete = len(stored) >= spans and previous is not None and len(previous) == len(stored)
             if complete or time.monotonic() > deadline:
                 return stored
             previous = stored
             time.sleep(0.3)
+
+
+def _stored_spans(url: str, deadline: float, request_timeout: float) -> list[dict[str, Any]] | None:
+    """The spans of Jaeger's api_v3 answer at ``url`` (OTLP-JSON; empty for its 404, nothing
+    found). None, after a pause, when Jaeger did not answer (refused, reset or slow under load)
+    and ``deadline`` has not passed: the caller asks again; past it, that error."""
+    try:
+        with urllib.request.urlopen(url, timeout=request_timeout) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+        return []
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.3)
+        return None
+    return [
+        span
+        for resource_spans in body["result"]["resourceSpans"]
+        for scope_spans in resource_spans.get("scopeSpans", [])
+        for span in scope_spans.get("spans", [])  # a span stored twice leaves an empty entry
+    ]
 
 
 class Collector(_Process):

@@ -628,13 +628,18 @@ def test_the_jaeger_line_without_a_jaeger(monkeypatch):
     assert pointer.has_ui is False
 
 
+def demo_refused(gateway_url: str, capsys) -> str:
+    """What ``demo --json --gateway-url gateway_url`` says on stderr, failing before any output."""
+    assert _cli.main(["demo", "--json", "--gateway-url", gateway_url]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    return err
+
+
 @pytest.mark.unit
 def test_a_dead_gateway_url_is_one_sentence_before_the_agent_runs(capsys):
     dead = f"http://127.0.0.1:{free_port()}"
-    assert _cli.main(["demo", "--json", "--gateway-url", dead]) == 1
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err == (
+    assert demo_refused(dead, capsys) == (
         f"otel-portkey demo: the gateway at {dead} is not reachable (connection refused): start one with "
         "`otel-portkey gateway`, or drop --gateway-url and the demo starts its own\n"
     )
@@ -734,9 +739,7 @@ def test_the_jaeger_line_shows_no_query_and_no_password(monkeypatch):
 @pytest.mark.unit
 def test_a_demo_failure_cannot_drive_the_terminal(capsys):
     hostile = f"http://127.0.0.1:{free_port()}/\x1b]0;pwned\x07\x1b[2J"
-    assert _cli.main(["demo", "--json", "--gateway-url", hostile]) == 1
-    out, err = capsys.readouterr()
-    assert out == ""
+    err = demo_refused(hostile, capsys)
     assert err.startswith("otel-portkey demo: the gateway at http://127.0.0.1:")
     assert err.count("\n") == 1
     assert not any(c in err for c in "\x1b\x07"), repr(err)
